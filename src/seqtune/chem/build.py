@@ -1,0 +1,320 @@
+"""Build a verified chemistry dataset: ``seqtune data chem --task smiles2iupac --source moses --n 100000 --out DIR``.
+
+The source is permuted with the seed and cut into shards; workers name and
+verify each shard (see :mod:`.pipeline`) and the parent then walks the shards
+in order, deduplicates, stops at ``n`` pairs and splits. Because the walk is in
+shard order, the output depends only on the seed and settings, never on the
+number of workers or on which shards were cached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import multiprocessing as mp
+import random
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import naming, opsin, sources
+from .pipeline import Record, Settings, init_worker, process_shard, read_shard, write_atomic
+from .tasks import check_task, make_example
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class BuildResult:
+    out_dir: Path
+    counts: dict[str, int]
+    rejects: dict[str, int]
+    shards_computed: int = 0
+    shards_reused: int = 0
+    seconds: float = 0.0
+    provenance: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Walk:
+    """State of the in-order walk over shard results."""
+
+    n: int
+    seen: set[str] = field(default_factory=set)
+    accepted: list[dict] = field(default_factory=list)
+    rejects: Counter = field(default_factory=Counter)
+    considered: int = 0
+
+    @property
+    def done(self) -> bool:
+        return len(self.accepted) >= self.n
+
+    def take(self, rows: list[dict], task: str, seed: int) -> None:
+        for row in rows:
+            if self.done:
+                return
+            self.considered += 1
+            if row["status"] != "ok":
+                self.rejects[row["status"]] += 1
+                continue
+            if row["smiles"] in self.seen:
+                self.rejects["duplicate"] += 1
+                continue
+            example = make_example(task, row["smiles"], row["name"], seed)
+            if example is None:
+                self.rejects["task_output_failed"] += 1
+                continue
+            self.seen.add(row["smiles"])
+            self.accepted.append({**row, "input": example[0], "output": example[1]})
+
+
+def _shard_key(source_meta: dict, seed: int, shard_size: int, settings: Settings) -> str:
+    blob = json.dumps(
+        {
+            "source": source_meta,
+            "seed": seed,
+            "shard_size": shard_size,
+            "settings": settings.to_dict(),
+            "openclatura": naming.openclatura_version(),
+            "opsin": opsin.opsin_version(),
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _split_sizes(total: int, val_frac: float, test_frac: float) -> tuple[int, int, int]:
+    n_test = round(total * test_frac)
+    n_val = round(total * val_frac)
+    return total - n_val - n_test, n_val, n_test
+
+
+def split_random(rows: list[dict], val_frac: float, test_frac: float, seed: int) -> dict[str, list[dict]]:
+    order = sorted(rows, key=lambda r: r["smiles"])
+    random.Random(seed).shuffle(order)
+    n_train, n_val, _ = _split_sizes(len(order), val_frac, test_frac)
+    return {"train": order[:n_train], "val": order[n_train : n_train + n_val], "test": order[n_train + n_val :]}
+
+
+def split_scaffold(rows: list[dict], val_frac: float, test_frac: float, seed: int) -> dict[str, list[dict]]:
+    """Bemis–Murcko split: every scaffold lives in exactly one split.
+
+    Scaffold groups too big for val/test go to train first (as in chemprop's
+    balanced scaffold split); the rest are shuffled and filled greedily.
+    """
+    groups: dict[str, list[dict]] = {}
+    for row in sorted(rows, key=lambda r: r["smiles"]):
+        groups.setdefault(row.get("scaffold", ""), []).append(row)
+    n_train, n_val, n_test = _split_sizes(len(rows), val_frac, test_frac)
+    rng = random.Random(seed)
+    keys = sorted(groups)
+    big = [k for k in keys if len(groups[k]) > max(n_val, n_test) / 2]
+    small = [k for k in keys if k not in set(big)]
+    rng.shuffle(small)
+    out: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    for key in big + small:
+        group = groups[key]
+        if len(out["train"]) + len(group) <= n_train:
+            out["train"].extend(group)
+        elif len(out["val"]) + len(group) <= n_val:
+            out["val"].extend(group)
+        elif len(out["test"]) + len(group) <= n_test:
+            out["test"].extend(group)
+        else:
+            out["train"].extend(group)
+    for name in SPLITS:
+        rng.shuffle(out[name])
+    return out
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"opsin": opsin.opsin_version(), "openclatura": naming.openclatura_version()}
+    for pkg in ("rdkit", "pyopsin", "py2opsin", "jpype1", "chemicals"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def build_dataset(
+    task: str,
+    source: str,
+    n: int,
+    out_dir: str | Path,
+    seed: int = 0,
+    split: str = "random",
+    val_frac: float = 0.05,
+    test_frac: float = 0.05,
+    min_heavy_atoms: int = 1,
+    max_heavy_atoms: int = 50,
+    fragments: str = "largest",
+    namer: str = "openclatura",
+    workers: int = 2,
+    shard_size: int = 1000,
+    keep_shards: bool = True,
+    progress: bool = True,
+    naming_timeout_s: float = 20.0,
+) -> BuildResult:
+    """Build ``out_dir/{train,val,test}.jsonl`` and ``provenance.json`` with up to ``n`` verified pairs."""
+    check_task(task)
+    if split not in ("random", "scaffold"):
+        raise ValueError(f"split must be 'random' or 'scaffold', not {split!r}")
+    if fragments not in ("largest", "skip") or namer not in ("openclatura", "source"):
+        raise ValueError("fragments must be 'largest'/'skip' and namer 'openclatura'/'source'")
+    if n < 1 or shard_size < 1 or not (0 <= val_frac < 1 and 0 <= test_frac < 1 and val_frac + test_frac < 1):
+        raise ValueError("need n >= 1, shard_size >= 1 and 0 <= val_frac + test_frac < 1")
+    started = time.monotonic()
+    out = Path(out_dir)
+    data = sources.load_source(source)
+    if namer == "source" and data.names is None:
+        raise ValueError(f"source {source!r} has no names; use namer='openclatura'")
+    settings = Settings(min_heavy_atoms, max_heavy_atoms, fragments, namer, naming_timeout_s)
+    shard_dir = out / ".shards" / _shard_key(data.meta, seed, shard_size, settings)
+    order = list(range(len(data)))
+    random.Random(seed).shuffle(order)
+    n_shards = math.ceil(len(order) / shard_size)
+
+    def shard_path(k: int) -> Path:
+        return shard_dir / f"shard_{k:06d}.jsonl"
+
+    def shard_job(k: int) -> tuple[str, list[Record], dict]:
+        records: list[Record] = []
+        for idx in order[k * shard_size : (k + 1) * shard_size]:
+            src_name = data.names[idx] if data.names is not None else None
+            records.append((idx, data.record_id(idx), data.smiles[idx], src_name))
+        return str(shard_path(k)), records, settings.to_dict()
+
+    walk = _Walk(n)
+    next_shard = computed = reused = 0
+    pool = None
+    bar = None
+    try:
+        while not walk.done and next_shard < n_shards:
+            # Size each wave from the yield seen so far so we rarely name
+            # molecules we will not need, while keeping every worker busy.
+            rate = len(walk.accepted) / walk.considered if walk.considered else 0.9
+            need = (n - len(walk.accepted)) / max(rate, 0.05) / shard_size
+            wave = list(range(next_shard, min(n_shards, next_shard + max(workers, math.ceil(need * 1.05)))))
+            todo = [k for k in wave if not shard_path(k).is_file()]
+            reused += len(wave) - len(todo)
+            if todo:
+                if bar is None and progress:
+                    from tqdm import tqdm
+
+                    bar = tqdm(total=0, unit="mol", desc=f"naming+verifying ({workers} proc)", file=sys.stderr)
+                jobs = [shard_job(k) for k in todo]
+                if bar is not None:
+                    bar.total += sum(len(job[1]) for job in jobs)
+                    bar.refresh()
+                if workers > 1:
+                    if pool is None:
+                        # spawn, not fork: the parent may already run a JVM, which does not survive fork.
+                        pool = mp.get_context("spawn").Pool(workers, initializer=init_worker)
+                    results = pool.imap_unordered(process_shard, jobs)
+                else:
+                    results = map(process_shard, jobs)
+                for _, count in results:
+                    computed += 1
+                    if bar is not None:
+                        bar.update(count)
+            for k in wave:
+                walk.take(read_shard(shard_path(k)), task, seed)
+                if walk.done:
+                    break
+            next_shard = wave[-1] + 1
+    finally:
+        if bar is not None:
+            bar.close()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+
+    splitter = split_scaffold if split == "scaffold" else split_random
+    parts = splitter(walk.accepted, val_frac, test_frac, seed)
+    counts = {s: len(parts[s]) for s in SPLITS}
+    for name in SPLITS:
+        lines = [
+            json.dumps({"input": r["input"], "output": r["output"], "smiles": r["smiles"], "id": r["id"]}, ensure_ascii=False)
+            + "\n"
+            for r in parts[name]
+        ]
+        write_atomic(out / f"{name}.jsonl", "".join(lines))
+    provenance = {
+        "task": task,
+        "source": data.meta,
+        "source_records": len(data),
+        "n_requested": n,
+        "seed": seed,
+        "split": split,
+        "val_frac": val_frac,
+        "test_frac": test_frac,
+        "settings": settings.to_dict(),
+        "verification": "name kept only if OPSIN parses it to the same RDKit canonical SMILES",
+        "versions": _versions(),
+        "considered": walk.considered,
+        "counts": counts,
+        "total": sum(counts.values()),
+        "rejects": dict(sorted(walk.rejects.items())),
+        "scaffolds": {s: len({r.get("scaffold", "") for r in parts[s]}) for s in SPLITS},
+    }
+    write_atomic(out / "provenance.json", json.dumps(provenance, indent=2, sort_keys=True) + "\n")
+    if not keep_shards:
+        import shutil
+
+        shutil.rmtree(out / ".shards", ignore_errors=True)
+    if len(walk.accepted) < n:
+        print(f"warning: source exhausted; built {len(walk.accepted)} of {n} requested pairs", file=sys.stderr)
+    return BuildResult(out, counts, provenance["rejects"], computed, reused, time.monotonic() - started, provenance)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="seqtune data chem", description=__doc__.splitlines()[0])
+    p.add_argument("--task", default="smiles2iupac", help="smiles2iupac, iupac2smiles, smiles2formula, randomsmiles2canonical, smiles2inchi")
+    p.add_argument("--source", default="moses", help="moses, pubchem, nci, or a path to a SMILES/CSV file")
+    p.add_argument("--n", type=int, required=True, help="number of pairs over all splits")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", choices=("random", "scaffold"), default="random")
+    p.add_argument("--val-frac", type=float, default=0.05)
+    p.add_argument("--test-frac", type=float, default=0.05)
+    p.add_argument("--min-heavy-atoms", type=int, default=1)
+    p.add_argument("--max-heavy-atoms", type=int, default=50)
+    p.add_argument("--fragments", choices=("largest", "skip"), default="largest", help="largest fragment, or skip mixtures")
+    p.add_argument("--namer", choices=("openclatura", "source"), default="openclatura", help="'source' uses PubChem's names")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--shard-size", type=int, default=1000)
+    p.add_argument("--clean-shards", action="store_true", help="delete OUT/.shards after a successful build")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        result = build_dataset(
+            args.task, args.source, args.n, args.out, seed=args.seed, split=args.split,
+            val_frac=args.val_frac, test_frac=args.test_frac, min_heavy_atoms=args.min_heavy_atoms,
+            max_heavy_atoms=args.max_heavy_atoms, fragments=args.fragments, namer=args.namer,
+            workers=args.workers, shard_size=args.shard_size, keep_shards=not args.clean_shards,
+            progress=not args.no_progress,
+        )
+    except (ValueError, RuntimeError, OSError, opsin.OpsinUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote {result.out_dir}: " + ", ".join(f"{k}={v}" for k, v in result.counts.items())
+        + f"; rejects {sum(result.rejects.values())} {result.rejects}; shards computed {result.shards_computed}, "
+        f"reused {result.shards_reused}; {result.seconds:.1f}s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
