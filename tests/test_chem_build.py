@@ -126,7 +126,14 @@ def test_n_limits_pairs_and_different_seed_changes_selection(smiles_file, tmp_pa
     small = _build(smiles_file, tmp_path / "small", shard_size=8)
     # n is reached early, so later shards are never named.
     limited = build.build_dataset(
-        "smiles2iupac", str(smiles_file), 20, tmp_path / "n20", seed=0, workers=1, shard_size=8, progress=False
+        "smiles2iupac",
+        str(smiles_file),
+        20,
+        tmp_path / "n20",
+        seed=0,
+        workers=1,
+        shard_size=8,
+        progress=False,
     )
     assert limited.provenance["total"] == 20
     assert limited.provenance["considered"] == 20 + sum(limited.rejects.values())
@@ -134,7 +141,9 @@ def test_n_limits_pairs_and_different_seed_changes_selection(smiles_file, tmp_pa
     other_seed = build.build_dataset(
         "smiles2iupac", str(smiles_file), 20, tmp_path / "s1", seed=1, workers=1, shard_size=8, progress=False
     )
-    assert {r["smiles"] for r in _all_rows(other_seed.out_dir)} != {r["smiles"] for r in _all_rows(limited.out_dir)}
+    assert {r["smiles"] for r in _all_rows(other_seed.out_dir)} != {
+        r["smiles"] for r in _all_rows(limited.out_dir)
+    }
 
 
 def test_scaffold_split_keeps_scaffolds_apart(built, smiles_file, tmp_path):
@@ -154,7 +163,16 @@ def test_other_tasks_reuse_the_same_molecules(built, smiles_file, tmp_path, task
     out = tmp_path / task
     shutil.copytree(built.out_dir / ".shards", out / ".shards")
     result = build.build_dataset(
-        task, str(smiles_file), 1000, out, seed=0, val_frac=0.1, test_frac=0.1, workers=1, shard_size=16, progress=False
+        task,
+        str(smiles_file),
+        1000,
+        out,
+        seed=0,
+        val_frac=0.1,
+        test_frac=0.1,
+        workers=1,
+        shard_size=16,
+        progress=False,
     )
     assert result.shards_computed == 0
     for split in build.SPLITS:
@@ -170,8 +188,22 @@ def test_other_tasks_reuse_the_same_molecules(built, smiles_file, tmp_path, task
 
 def test_cli_main(smiles_file, tmp_path, capsys):
     out = tmp_path / "cli"
-    rc = build.main(["--task", "smiles2formula", "--source", str(smiles_file), "--n", "10", "--out", str(out),
-                     "--workers", "1", "--no-progress", "--clean-shards"])
+    rc = build.main(
+        [
+            "--task",
+            "smiles2formula",
+            "--source",
+            str(smiles_file),
+            "--n",
+            "10",
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+            "--no-progress",
+            "--clean-shards",
+        ]
+    )
     assert rc == 0
     assert "train=" in capsys.readouterr().out
     assert not (out / ".shards").exists()

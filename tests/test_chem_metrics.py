@@ -23,7 +23,15 @@ GARBAGE = ["", "   ", "\U0001f600\u00e9\u4e2d", "\ud800broken surrogate", "x" * 
 
 
 def test_smiles2iupac_scores():
-    preds = [CAFFEINE_NAME, "caffeine", "1,3,7-trimethylpurine-2,6-dione", "1,3-dimethyl-7H-purine-2,6-dione", "benzene", "?!", ""]
+    preds = [
+        CAFFEINE_NAME,
+        "caffeine",
+        "1,3,7-trimethylpurine-2,6-dione",
+        "1,3-dimethyl-7H-purine-2,6-dione",
+        "benzene",
+        "?!",
+        "",
+    ]
     summary, rows = score("smiles2iupac", [CAFFEINE] * len(preds), preds, [CAFFEINE_NAME] * len(preds))
     assert [r["opsin_parsable"] for r in rows] == [True, True, True, True, True, False, False]
     # A different valid name of the same molecule counts as right; theophylline and benzene do not.
@@ -57,7 +65,9 @@ def test_smiles_scores(task):
 
 
 def test_formula_scores():
-    summary, rows = score("smiles2formula", ["CCO"] * 4, ["C2H6O", "H6C2O", "C2H5O", "ethanol"], ["C2H6O"] * 4)
+    summary, rows = score(
+        "smiles2formula", ["CCO"] * 4, ["C2H6O", "H6C2O", "C2H5O", "ethanol"], ["C2H6O"] * 4
+    )
     assert [r["formula_match"] for r in rows] == [True, True, False, False]
     assert [r["valid_formula"] for r in rows] == [True, True, True, False]
     assert summary["formula_match_pct"] == 50.0 and summary["exact_string_pct"] == 25.0
@@ -66,7 +76,9 @@ def test_formula_scores():
 
 def test_inchi_scores():
     ethanol = "InChI=1S/C2H6O/c1-2-3/h3H,2H2,1H3"
-    summary, rows = score("smiles2inchi", ["CCO"] * 4, [ethanol, "InChI=1S/CH4/h1H4", "C2H6O", ""], [ethanol] * 4)
+    summary, rows = score(
+        "smiles2inchi", ["CCO"] * 4, [ethanol, "InChI=1S/CH4/h1H4", "C2H6O", ""], [ethanol] * 4
+    )
     assert [r["valid_inchi"] for r in rows] == [True, True, False, False]
     assert [r["same_molecule"] for r in rows] == [True, False, False, False]
     assert summary["valid_inchi_pct"] == 50.0 and summary["same_molecule_pct"] == 25.0
@@ -98,12 +110,19 @@ def test_name_and_smiles_scores_never_raise(texts):
 
 def test_first_consistent_per_task():
     assert first_consistent(
-        "smiles2iupac", ["CCO", "CCO", "not smiles", CAFFEINE], [["methanol", "ethanol"], ["?"], ["ethanol"], [CAFFEINE_NAME]]
+        "smiles2iupac",
+        ["CCO", "CCO", "not smiles", CAFFEINE],
+        [["methanol", "ethanol"], ["?"], ["ethanol"], [CAFFEINE_NAME]],
     ) == [1, None, None, 0]
-    assert first_consistent("iupac2smiles", ["ethanol", "gibberish"], [["CO", "OCC", "CCO"], ["CCO"]]) == [1, None]
+    assert first_consistent("iupac2smiles", ["ethanol", "gibberish"], [["CO", "OCC", "CCO"], ["CCO"]]) == [
+        1,
+        None,
+    ]
     assert first_consistent("randomsmiles2canonical", ["OCC"], [["", "CCO"]]) == [1]
     assert first_consistent("smiles2formula", ["CCO"], [["CH4", "H6C2O"]]) == [1]
-    assert first_consistent("smiles2inchi", ["CCO"], [["InChI=1S/CH4/h1H4", "InChI=1S/C2H6O/c1-2-3/h3H,2H2,1H3"]]) == [1]
+    assert first_consistent(
+        "smiles2inchi", ["CCO"], [["InChI=1S/CH4/h1H4", "InChI=1S/C2H6O/c1-2-3/h3H,2H2,1H3"]]
+    ) == [1]
     assert first_consistent("smiles2iupac", ["CCO"], [[]]) == [None]
 
 

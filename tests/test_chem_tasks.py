@@ -25,11 +25,23 @@ EXPECTED_NAMES = {
     L_ALANINE: "(2S)-2-aminopropanoic acid",
     E_BUTENE: "(2E)-but-2-ene",
 }
-FORMULAS = {CAFFEINE: "C8H10N4O2", ASPIRIN: "C9H8O4", IBUPROFEN: "C13H18O2", PARACETAMOL: "C8H9NO2", L_ALANINE: "C3H7NO2"}
+FORMULAS = {
+    CAFFEINE: "C8H10N4O2",
+    ASPIRIN: "C9H8O4",
+    IBUPROFEN: "C13H18O2",
+    PARACETAMOL: "C8H9NO2",
+    L_ALANINE: "C3H7NO2",
+}
 
 
 def test_task_set_is_importable_without_heavy_deps():
-    assert CHEM_TASKS == {"smiles2iupac", "iupac2smiles", "smiles2formula", "randomsmiles2canonical", "smiles2inchi"}
+    assert CHEM_TASKS == {
+        "smiles2iupac",
+        "iupac2smiles",
+        "smiles2formula",
+        "randomsmiles2canonical",
+        "smiles2inchi",
+    }
 
 
 @pytest.mark.parametrize("smiles", list(EXPECTED_NAMES))
@@ -52,7 +64,10 @@ def test_stereo_is_kept_in_both_directions():
 def test_iupac2smiles_outputs_canonical_smiles():
     canonical = molecules.canonical_smiles(CAFFEINE)
     assert canonical == "Cn1c(=O)c2c(ncn2C)n(C)c1=O"
-    assert tasks.make_example("iupac2smiles", canonical, EXPECTED_NAMES[CAFFEINE], 0) == (EXPECTED_NAMES[CAFFEINE], canonical)
+    assert tasks.make_example("iupac2smiles", canonical, EXPECTED_NAMES[CAFFEINE], 0) == (
+        EXPECTED_NAMES[CAFFEINE],
+        canonical,
+    )
     assert baseline.predict("iupac2smiles", [EXPECTED_NAMES[CAFFEINE], "caffeine", "no such compound"]) == [
         canonical,
         canonical,

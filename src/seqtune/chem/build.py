@@ -97,7 +97,11 @@ def split_random(rows: list[dict], val_frac: float, test_frac: float, seed: int)
     order = sorted(rows, key=lambda r: r["smiles"])
     random.Random(seed).shuffle(order)
     n_train, n_val, _ = _split_sizes(len(order), val_frac, test_frac)
-    return {"train": order[:n_train], "val": order[n_train : n_train + n_val], "test": order[n_train + n_val :]}
+    return {
+        "train": order[:n_train],
+        "val": order[n_train : n_train + n_val],
+        "test": order[n_train + n_val :],
+    }
 
 
 def split_scaffold(rows: list[dict], val_frac: float, test_frac: float, seed: int) -> dict[str, list[dict]]:
@@ -208,7 +212,9 @@ def build_dataset(
                 if bar is None and progress:
                     from tqdm import tqdm
 
-                    bar = tqdm(total=0, unit="mol", desc=f"naming+verifying ({workers} proc)", file=sys.stderr)
+                    bar = tqdm(
+                        total=0, unit="mol", desc=f"naming+verifying ({workers} proc)", file=sys.stderr
+                    )
                 jobs = [shard_job(k) for k in todo]
                 if bar is not None:
                     bar.total += sum(len(job[1]) for job in jobs)
@@ -241,7 +247,10 @@ def build_dataset(
     counts = {s: len(parts[s]) for s in SPLITS}
     for name in SPLITS:
         lines = [
-            json.dumps({"input": r["input"], "output": r["output"], "smiles": r["smiles"], "id": r["id"]}, ensure_ascii=False)
+            json.dumps(
+                {"input": r["input"], "output": r["output"], "smiles": r["smiles"], "id": r["id"]},
+                ensure_ascii=False,
+            )
             + "\n"
             for r in parts[name]
         ]
@@ -270,13 +279,21 @@ def build_dataset(
 
         shutil.rmtree(out / ".shards", ignore_errors=True)
     if len(walk.accepted) < n:
-        print(f"warning: source exhausted; built {len(walk.accepted)} of {n} requested pairs", file=sys.stderr)
-    return BuildResult(out, counts, provenance["rejects"], computed, reused, time.monotonic() - started, provenance)
+        print(
+            f"warning: source exhausted; built {len(walk.accepted)} of {n} requested pairs", file=sys.stderr
+        )
+    return BuildResult(
+        out, counts, provenance["rejects"], computed, reused, time.monotonic() - started, provenance
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="seqtune data chem", description=__doc__.splitlines()[0])
-    p.add_argument("--task", default="smiles2iupac", help="smiles2iupac, iupac2smiles, smiles2formula, randomsmiles2canonical, smiles2inchi")
+    p.add_argument(
+        "--task",
+        default="smiles2iupac",
+        help="smiles2iupac, iupac2smiles, smiles2formula, randomsmiles2canonical, smiles2inchi",
+    )
     p.add_argument("--source", default="moses", help="moses, pubchem, nci, or a path to a SMILES/CSV file")
     p.add_argument("--n", type=int, required=True, help="number of pairs over all splits")
     p.add_argument("--out", required=True, help="output directory")
@@ -286,8 +303,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--test-frac", type=float, default=0.05)
     p.add_argument("--min-heavy-atoms", type=int, default=1)
     p.add_argument("--max-heavy-atoms", type=int, default=50)
-    p.add_argument("--fragments", choices=("largest", "skip"), default="largest", help="largest fragment, or skip mixtures")
-    p.add_argument("--namer", choices=("openclatura", "source"), default="openclatura", help="'source' uses PubChem's names")
+    p.add_argument(
+        "--fragments",
+        choices=("largest", "skip"),
+        default="largest",
+        help="largest fragment, or skip mixtures",
+    )
+    p.add_argument(
+        "--namer",
+        choices=("openclatura", "source"),
+        default="openclatura",
+        help="'source' uses PubChem's names",
+    )
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--shard-size", type=int, default=1000)
     p.add_argument("--clean-shards", action="store_true", help="delete OUT/.shards after a successful build")
@@ -299,17 +326,29 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         result = build_dataset(
-            args.task, args.source, args.n, args.out, seed=args.seed, split=args.split,
-            val_frac=args.val_frac, test_frac=args.test_frac, min_heavy_atoms=args.min_heavy_atoms,
-            max_heavy_atoms=args.max_heavy_atoms, fragments=args.fragments, namer=args.namer,
-            workers=args.workers, shard_size=args.shard_size, keep_shards=not args.clean_shards,
+            args.task,
+            args.source,
+            args.n,
+            args.out,
+            seed=args.seed,
+            split=args.split,
+            val_frac=args.val_frac,
+            test_frac=args.test_frac,
+            min_heavy_atoms=args.min_heavy_atoms,
+            max_heavy_atoms=args.max_heavy_atoms,
+            fragments=args.fragments,
+            namer=args.namer,
+            workers=args.workers,
+            shard_size=args.shard_size,
+            keep_shards=not args.clean_shards,
             progress=not args.no_progress,
         )
     except (ValueError, RuntimeError, OSError, opsin.OpsinUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(
-        f"wrote {result.out_dir}: " + ", ".join(f"{k}={v}" for k, v in result.counts.items())
+        f"wrote {result.out_dir}: "
+        + ", ".join(f"{k}={v}" for k, v in result.counts.items())
         + f"; rejects {sum(result.rejects.values())} {result.rejects}; shards computed {result.shards_computed}, "
         f"reused {result.shards_reused}; {result.seconds:.1f}s"
     )

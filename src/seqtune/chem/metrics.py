@@ -68,7 +68,9 @@ def _score_names(targets: list[str | None], predictions: list[str]) -> tuple[dic
     return summary, rows
 
 
-def _score_smiles(targets: list[str | None], predictions: list[str], references: list[str]) -> tuple[dict, list[dict]]:
+def _score_smiles(
+    targets: list[str | None], predictions: list[str], references: list[str]
+) -> tuple[dict, list[dict]]:
     rows = []
     for target, pred, ref in zip(targets, predictions, references, strict=True):
         mol = molecules.mol_from_smiles(pred)
@@ -95,7 +97,9 @@ def _score_smiles(targets: list[str | None], predictions: list[str], references:
     return summary, rows
 
 
-def _score_formulas(targets: list[str | None], predictions: list[str], references: list[str]) -> tuple[dict, list[dict]]:
+def _score_formulas(
+    targets: list[str | None], predictions: list[str], references: list[str]
+) -> tuple[dict, list[dict]]:
     rows = []
     for target, pred, ref in zip(targets, predictions, references, strict=True):
         mol = molecules.mol_from_smiles(target) if target is not None else None
@@ -128,7 +132,9 @@ def _score_formulas(targets: list[str | None], predictions: list[str], reference
     return summary, rows
 
 
-def _score_inchis(targets: list[str | None], predictions: list[str], references: list[str]) -> tuple[dict, list[dict]]:
+def _score_inchis(
+    targets: list[str | None], predictions: list[str], references: list[str]
+) -> tuple[dict, list[dict]]:
     rows = []
     for target, pred, ref in zip(targets, predictions, references, strict=True):
         mol = molecules.mol_from_inchi(pred)
@@ -157,7 +163,9 @@ def _score_inchis(targets: list[str | None], predictions: list[str], references:
     return summary, rows
 
 
-def score(task: str, inputs: list[str], predictions: list[str], references: list[str]) -> tuple[dict[str, float], list[dict]]:
+def score(
+    task: str, inputs: list[str], predictions: list[str], references: list[str]
+) -> tuple[dict[str, float], list[dict]]:
     """Summary (percentages 0–100, means) and one dict per example for a chemistry task.
 
     ``inputs``/``references`` are the dataset's input and output strings;

@@ -81,7 +81,9 @@ def mol_from_inchi(inchi: str | None) -> Chem.Mol | None:
     if not inchi.startswith("InChI=") or len(inchi) > MAX_INPUT_CHARS or "\x00" in inchi:
         return None
     try:
-        return Chem.MolFromInchi(inchi, sanitize=True, removeHs=True, logLevel=None, treatWarningAsError=False)
+        return Chem.MolFromInchi(
+            inchi, sanitize=True, removeHs=True, logLevel=None, treatWarningAsError=False
+        )
     except Exception:
         return None
 

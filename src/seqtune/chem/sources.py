@@ -134,7 +134,12 @@ def load_nci() -> SourceData:
         ids.append(f"nci:{parts[1]}" if len(parts) > 1 else f"nci:line{i + 1}")
     import rdkit
 
-    meta = {"source": "nci", "package": f"rdkit=={rdkit.__version__}", "file": "NCI/first_5K.smi", "sha256": _sha256(data)}
+    meta = {
+        "source": "nci",
+        "package": f"rdkit=={rdkit.__version__}",
+        "file": "NCI/first_5K.smi",
+        "sha256": _sha256(data),
+    }
     return SourceData("nci", smiles, ids=ids, meta=meta)
 
 
@@ -173,7 +178,12 @@ def load_file(path: str | os.PathLike) -> SourceData:
             parts = line.split()
             smiles.append(parts[0] if parts else "")
             ids.append(f"{tag}:{lineno}")
-    meta = {"source": "file", "path": str(p.resolve()), "sha256": _sha256(data), "format": "csv" if col is not None else "lines"}
+    meta = {
+        "source": "file",
+        "path": str(p.resolve()),
+        "sha256": _sha256(data),
+        "format": "csv" if col is not None else "lines",
+    }
     return SourceData(tag, smiles, ids=ids, meta=meta)
 
 
@@ -187,4 +197,6 @@ def load_source(source: str) -> SourceData:
         return load_nci()
     if Path(source).is_file():
         return load_file(source)
-    raise ValueError(f"Unknown source {source!r}: use one of {', '.join(BUILTIN_SOURCES)} or a path to a SMILES file")
+    raise ValueError(
+        f"Unknown source {source!r}: use one of {', '.join(BUILTIN_SOURCES)} or a path to a SMILES file"
+    )

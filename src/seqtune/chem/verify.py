@@ -25,7 +25,9 @@ def _consistent_flags(task: str, target: str, cands: list[str]) -> list[bool]:
     flags = []
     for c in cands:
         cand_mol = molecules.mol_from_inchi(c)
-        flags.append(key is not None and cand_mol is not None and molecules.inchikey_from_mol(cand_mol) == key)
+        flags.append(
+            key is not None and cand_mol is not None and molecules.inchikey_from_mol(cand_mol) == key
+        )
     return flags
 
 
