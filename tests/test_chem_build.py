@@ -219,3 +219,13 @@ def test_csv_source_with_smiles_column(tmp_path):
     data = sources.load_file(path)
     assert data.smiles == ["CCO", "c1ccccc1", ""]
     assert data.record_id(0) == "mols.csv:2"
+
+
+def test_split_sizes_accept_fractions_and_counts():
+    assert build._split_sizes(100, 0.1, 0.2) == (70, 10, 20)
+    assert build._split_sizes(100, 5, 7) == (88, 5, 7)
+    assert build._split_sizes(3, 5, 7) == (0, 0, 3)
+    with pytest.raises(ValueError):
+        build.build_dataset("smiles2iupac", "nci", 10, "unused", val_frac=0.6, test_frac=0.5)
+    with pytest.raises(ValueError):
+        build.build_dataset("smiles2iupac", "nci", 10, "unused", val_frac=2.5)

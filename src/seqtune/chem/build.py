@@ -88,8 +88,12 @@ def _shard_key(source_meta: dict, seed: int, shard_size: int, settings: Settings
 
 
 def _split_sizes(total: int, val_frac: float, test_frac: float) -> tuple[int, int, int]:
-    n_test = round(total * test_frac)
-    n_val = round(total * val_frac)
+    # Like scikit-learn's test_size: a value >= 1 is a count of pairs, below 1 a fraction.
+    def size(x: float) -> int:
+        return int(x) if x >= 1 else round(total * x)
+
+    n_test = min(size(test_frac), total)
+    n_val = min(size(val_frac), total - n_test)
     return total - n_val - n_test, n_val, n_test
 
 
@@ -166,14 +170,29 @@ def build_dataset(
     progress: bool = True,
     naming_timeout_s: float = 20.0,
 ) -> BuildResult:
-    """Build ``out_dir/{train,val,test}.jsonl`` and ``provenance.json`` with up to ``n`` verified pairs."""
+    """Build ``out_dir/{train,val,test}.jsonl`` and ``provenance.json`` with up to ``n`` verified pairs.
+
+    ``source``: ``moses``, ``pubchem``, ``nci`` or a SMILES/CSV file. ``n`` counts
+    pairs over all splits; ``val_frac``/``test_frac`` are fractions, or counts
+    when >= 1. Molecules are reduced to their largest fragment (or rejected as
+    mixtures with ``fragments="skip"``), filtered by heavy-atom count,
+    deduplicated by canonical SMILES, named (openclatura, or the source's own
+    names with ``namer="source"``) and kept only if OPSIN parses the name back
+    to the same canonical SMILES. Finished shards are cached under
+    ``out_dir/.shards`` (keyed by source, seed and filters, not by task or
+    split), so an interrupted build resumes and other tasks or splits of the
+    same molecules are cheap. Output is byte-identical for the same inputs,
+    whatever ``workers`` is.
+    """
     check_task(task)
     if split not in ("random", "scaffold"):
         raise ValueError(f"split must be 'random' or 'scaffold', not {split!r}")
     if fragments not in ("largest", "skip") or namer not in ("openclatura", "source"):
         raise ValueError("fragments must be 'largest'/'skip' and namer 'openclatura'/'source'")
-    if n < 1 or shard_size < 1 or not (0 <= val_frac < 1 and 0 <= test_frac < 1 and val_frac + test_frac < 1):
-        raise ValueError("need n >= 1, shard_size >= 1 and 0 <= val_frac + test_frac < 1")
+    fractions = sum(x for x in (val_frac, test_frac) if x < 1)
+    counts = [x for x in (val_frac, test_frac) if x >= 1]
+    if n < 1 or shard_size < 1 or min(val_frac, test_frac) < 0 or fractions >= 1 or any(x != int(x) for x in counts):
+        raise ValueError("need n >= 1, shard_size >= 1, and val/test sizes as fractions summing below 1 or whole counts")
     started = time.monotonic()
     out = Path(out_dir)
     data = sources.load_source(source)
@@ -299,8 +318,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--split", choices=("random", "scaffold"), default="random")
-    p.add_argument("--val-frac", type=float, default=0.05)
-    p.add_argument("--test-frac", type=float, default=0.05)
+    p.add_argument("--val-frac", type=float, default=0.05, help="fraction of pairs, or a count if >= 1")
+    p.add_argument("--test-frac", type=float, default=0.05, help="fraction of pairs, or a count if >= 1")
     p.add_argument("--min-heavy-atoms", type=int, default=1)
     p.add_argument("--max-heavy-atoms", type=int, default=50)
     p.add_argument(
