@@ -12,7 +12,7 @@ pytest.importorskip("rdkit")
 pytest.importorskip("openclatura")
 pytest.importorskip("jpype")
 
-from seqtune.chem import build, molecules, sources  # noqa: E402
+from seqtune.chem import build, molecules, sources, splits  # noqa: E402
 
 OUT_FILES = ("train.jsonl", "val.jsonl", "test.jsonl", "provenance.json")
 BAD_LINES = {
@@ -222,9 +222,9 @@ def test_csv_source_with_smiles_column(tmp_path):
 
 
 def test_split_sizes_accept_fractions_and_counts():
-    assert build._split_sizes(100, 0.1, 0.2) == (70, 10, 20)
-    assert build._split_sizes(100, 5, 7) == (88, 5, 7)
-    assert build._split_sizes(3, 5, 7) == (0, 0, 3)
+    assert splits.split_sizes(100, 0.1, 0.2) == (70, 10, 20)
+    assert splits.split_sizes(100, 5, 7) == (88, 5, 7)
+    assert splits.split_sizes(3, 5, 7) == (0, 0, 3)
     with pytest.raises(ValueError):
         build.build_dataset("smiles2iupac", "nci", 10, "unused", val_frac=0.6, test_frac=0.5)
     with pytest.raises(ValueError):

@@ -17,15 +17,15 @@ import multiprocessing as mp
 import random
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import naming, opsin, sources
 from .pipeline import Record, Settings, init_worker, process_shard, read_shard, write_atomic
+from .splits import SPLITS, split_random, split_scaffold
 from .tasks import check_task, make_example
-
-SPLITS = ("train", "val", "test")
 
 
 @dataclass
@@ -72,6 +72,74 @@ class _Walk:
             self.accepted.append({**row, "input": example[0], "output": example[1]})
 
 
+def _walk_shards(
+    walk: _Walk,
+    n_shards: int,
+    shard_path: Callable[[int], Path],
+    shard_job: Callable[[int], tuple[str, list[Record], dict]],
+    task: str,
+    seed: int,
+    workers: int,
+    progress: bool,
+) -> tuple[int, int]:
+    """Feed shards to ``walk`` in order until it has ``n`` pairs; returns (computed, reused).
+
+    Shards are submitted ahead only while the pairs expected from the shards in
+    flight (at the yield seen so far) still fall short of ``n``, so at the end
+    we rarely name molecules we will not use, while both workers stay busy.
+    """
+    computed = reused = 0
+    pending: deque[tuple[int, object, tuple[str, list[Record], dict]]] = deque()
+    next_shard = 0
+    pool = None
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=walk.n, unit="pair", desc=f"name+verify ({workers} proc)", file=sys.stderr)
+    try:
+        while not walk.done:
+            rate = len(walk.accepted) / walk.considered if walk.considered else 0.9
+            while next_shard < n_shards and len(pending) < 2 * workers:
+                expected = len(walk.accepted) + rate * sum(len(job[1]) for _, _, job in pending)
+                if pending and expected >= walk.n:
+                    break
+                path = shard_path(next_shard)
+                job = shard_job(next_shard)
+                if path.is_file():
+                    pending.append((next_shard, None, job))
+                elif workers > 1:
+                    if pool is None:
+                        # spawn, not fork: the parent may already run a JVM, which does not survive fork.
+                        pool = mp.get_context("spawn").Pool(workers, initializer=init_worker)
+                    pending.append((next_shard, pool.apply_async(process_shard, (job,)), job))
+                else:
+                    pending.append((next_shard, "inline", job))
+                next_shard += 1
+            if not pending:
+                break
+            k, handle, job = pending.popleft()
+            if handle is None:
+                reused += 1
+            else:
+                if handle == "inline":
+                    process_shard(job)
+                else:
+                    handle.get()
+                computed += 1
+            before = len(walk.accepted)
+            walk.take(read_shard(shard_path(k)), task, seed)
+            if bar is not None:
+                bar.update(len(walk.accepted) - before)
+    finally:
+        if bar is not None:
+            bar.close()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    return computed, reused
+
+
 def _shard_key(source_meta: dict, seed: int, shard_size: int, settings: Settings) -> str:
     blob = json.dumps(
         {
@@ -85,58 +153,6 @@ def _shard_key(source_meta: dict, seed: int, shard_size: int, settings: Settings
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _split_sizes(total: int, val_frac: float, test_frac: float) -> tuple[int, int, int]:
-    # Like scikit-learn's test_size: a value >= 1 is a count of pairs, below 1 a fraction.
-    def size(x: float) -> int:
-        return int(x) if x >= 1 else round(total * x)
-
-    n_test = min(size(test_frac), total)
-    n_val = min(size(val_frac), total - n_test)
-    return total - n_val - n_test, n_val, n_test
-
-
-def split_random(rows: list[dict], val_frac: float, test_frac: float, seed: int) -> dict[str, list[dict]]:
-    order = sorted(rows, key=lambda r: r["smiles"])
-    random.Random(seed).shuffle(order)
-    n_train, n_val, _ = _split_sizes(len(order), val_frac, test_frac)
-    return {
-        "train": order[:n_train],
-        "val": order[n_train : n_train + n_val],
-        "test": order[n_train + n_val :],
-    }
-
-
-def split_scaffold(rows: list[dict], val_frac: float, test_frac: float, seed: int) -> dict[str, list[dict]]:
-    """Bemis–Murcko split: every scaffold lives in exactly one split.
-
-    Scaffold groups too big for val/test go to train first (as in chemprop's
-    balanced scaffold split); the rest are shuffled and filled greedily.
-    """
-    groups: dict[str, list[dict]] = {}
-    for row in sorted(rows, key=lambda r: r["smiles"]):
-        groups.setdefault(row.get("scaffold", ""), []).append(row)
-    n_train, n_val, n_test = _split_sizes(len(rows), val_frac, test_frac)
-    rng = random.Random(seed)
-    keys = sorted(groups)
-    big = [k for k in keys if len(groups[k]) > max(n_val, n_test) / 2]
-    small = [k for k in keys if k not in set(big)]
-    rng.shuffle(small)
-    out: dict[str, list[dict]] = {s: [] for s in SPLITS}
-    for key in big + small:
-        group = groups[key]
-        if len(out["train"]) + len(group) <= n_train:
-            out["train"].extend(group)
-        elif len(out["val"]) + len(group) <= n_val:
-            out["val"].extend(group)
-        elif len(out["test"]) + len(group) <= n_test:
-            out["test"].extend(group)
-        else:
-            out["train"].extend(group)
-    for name in SPLITS:
-        rng.shuffle(out[name])
-    return out
 
 
 def _versions() -> dict[str, str]:
@@ -191,8 +207,16 @@ def build_dataset(
         raise ValueError("fragments must be 'largest'/'skip' and namer 'openclatura'/'source'")
     fractions = sum(x for x in (val_frac, test_frac) if x < 1)
     counts = [x for x in (val_frac, test_frac) if x >= 1]
-    if n < 1 or shard_size < 1 or min(val_frac, test_frac) < 0 or fractions >= 1 or any(x != int(x) for x in counts):
-        raise ValueError("need n >= 1, shard_size >= 1, and val/test sizes as fractions summing below 1 or whole counts")
+    if (
+        n < 1
+        or shard_size < 1
+        or min(val_frac, test_frac) < 0
+        or fractions >= 1
+        or any(x != int(x) for x in counts)
+    ):
+        raise ValueError(
+            "need n >= 1, shard_size >= 1, and val/test sizes as fractions summing below 1 or whole counts"
+        )
     started = time.monotonic()
     out = Path(out_dir)
     data = sources.load_source(source)
@@ -215,51 +239,7 @@ def build_dataset(
         return str(shard_path(k)), records, settings.to_dict()
 
     walk = _Walk(n)
-    next_shard = computed = reused = 0
-    pool = None
-    bar = None
-    try:
-        while not walk.done and next_shard < n_shards:
-            # Size each wave from the yield seen so far so we rarely name
-            # molecules we will not need, while keeping every worker busy.
-            rate = len(walk.accepted) / walk.considered if walk.considered else 0.9
-            need = (n - len(walk.accepted)) / max(rate, 0.05) / shard_size
-            wave = list(range(next_shard, min(n_shards, next_shard + max(workers, math.ceil(need * 1.05)))))
-            todo = [k for k in wave if not shard_path(k).is_file()]
-            reused += len(wave) - len(todo)
-            if todo:
-                if bar is None and progress:
-                    from tqdm import tqdm
-
-                    bar = tqdm(
-                        total=0, unit="mol", desc=f"naming+verifying ({workers} proc)", file=sys.stderr
-                    )
-                jobs = [shard_job(k) for k in todo]
-                if bar is not None:
-                    bar.total += sum(len(job[1]) for job in jobs)
-                    bar.refresh()
-                if workers > 1:
-                    if pool is None:
-                        # spawn, not fork: the parent may already run a JVM, which does not survive fork.
-                        pool = mp.get_context("spawn").Pool(workers, initializer=init_worker)
-                    results = pool.imap_unordered(process_shard, jobs)
-                else:
-                    results = map(process_shard, jobs)
-                for _, count in results:
-                    computed += 1
-                    if bar is not None:
-                        bar.update(count)
-            for k in wave:
-                walk.take(read_shard(shard_path(k)), task, seed)
-                if walk.done:
-                    break
-            next_shard = wave[-1] + 1
-    finally:
-        if bar is not None:
-            bar.close()
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+    computed, reused = _walk_shards(walk, n_shards, shard_path, shard_job, task, seed, workers, progress)
 
     splitter = split_scaffold if split == "scaffold" else split_random
     parts = splitter(walk.accepted, val_frac, test_frac, seed)
