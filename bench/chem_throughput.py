@@ -77,7 +77,9 @@ def _run(procs: int, smiles: list[str]) -> tuple[float, float, int, int]:
         t0 = time.perf_counter()
         labelled = pool.map(_label, parts)
         t1 = time.perf_counter()
-        verified = pool.map(_verify, [(names, part) for (names, _), part in zip(labelled, parts, strict=True)])
+        verified = pool.map(
+            _verify, [(names, part) for (names, _), part in zip(labelled, parts, strict=True)]
+        )
         t2 = time.perf_counter()
     n_named = sum(n is not None for names, _ in labelled for n in names)
     return len(smiles) / (t1 - t0), len(smiles) / (t2 - t1), sum(ok for ok, _ in verified), n_named

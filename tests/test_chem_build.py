@@ -229,3 +229,37 @@ def test_split_sizes_accept_fractions_and_counts():
         build.build_dataset("smiles2iupac", "nci", 10, "unused", val_frac=0.6, test_frac=0.5)
     with pytest.raises(ValueError):
         build.build_dataset("smiles2iupac", "nci", 10, "unused", val_frac=2.5)
+
+
+def test_pubchem_source_with_its_own_names(tmp_path):
+    result = build.build_dataset(
+        "smiles2iupac",
+        "pubchem",
+        30,
+        tmp_path / "pc",
+        namer="source",
+        workers=1,
+        shard_size=40,
+        progress=False,
+    )
+    prov = result.provenance
+    assert prov["total"] == 30 and prov["source"]["package"].startswith("chemicals==")
+    assert prov["considered"] == 30 + sum(prov["rejects"].values())
+    assert prov["rejects"].get("mixture", 0) > 0  # salts: PubChem names them as a whole ("sodium;...")
+    assert all(";" not in r["output"] for r in _all_rows(result.out_dir))
+
+
+def test_moses_source_reads_the_cached_wheel():
+    try:
+        sources.moses_wheel(download=False)
+    except FileNotFoundError:
+        pytest.skip("MOSES wheel not cached; run scripts/setup_chem.sh")
+    data = sources.load_source("moses")
+    assert len(data) > 1_500_000
+    assert molecules.canonical_smiles(data.smiles[0]) is not None
+    assert data.meta["package"] == "molsets==0.3.1"
+
+
+def test_unknown_source_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="Unknown source"):
+        sources.load_source(str(tmp_path / "nope.smi"))

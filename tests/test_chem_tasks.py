@@ -116,3 +116,12 @@ def test_parse_formula_is_order_insensitive_and_strict():
 def test_unknown_task_is_rejected():
     with pytest.raises(ValueError):
         tasks.make_example("smiles2vibes", "C", "methane", 0)
+
+
+def test_naming_timeout_is_reported_not_raised():
+    from seqtune.chem import naming
+
+    big = "CC(C)CC1=CC=C(C=C1)C(C)C(=O)NC2=CC=C(C=C2)C3=CC=C(C=C3)C(=O)OCC4=CC=CC=C4"
+    assert naming.name_smiles(big, timeout_s=1e-5) == (None, "naming_timeout")
+    assert naming.name_smiles("CCO")[0] == "ethanol"
+    assert naming.name_smiles("[Fe]") == (None, "naming_failed")
