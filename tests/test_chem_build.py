@@ -120,6 +120,7 @@ def test_interrupted_build_resumes_from_finished_shards(smiles_file, tmp_path):
         assert p.stat().st_mtime_ns == stamps[p], f"{p.name} was redone"
     for name in OUT_FILES:
         assert (out / name).read_bytes() == reference[name], name
+    assert not list(shards[0].parent.glob("*.tmp"))
 
 
 def test_n_limits_pairs_and_different_seed_changes_selection(smiles_file, tmp_path):

@@ -19,6 +19,8 @@ import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +74,19 @@ class _Walk:
             self.accepted.append({**row, "input": example[0], "output": example[1]})
 
 
+def _stop(pool: ProcessPoolExecutor) -> None:
+    # Shards still running when the walk is done are not needed; waiting for
+    # them could cost a whole shard's time, so their workers are killed.
+    # (A finished shard's file is complete or absent, never partial.)
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in processes:
+        proc.join(timeout=10)
+
+
 def _walk_shards(
     walk: _Walk,
     n_shards: int,
@@ -110,9 +125,11 @@ def _walk_shards(
                     pending.append((next_shard, None, job))
                 elif workers > 1:
                     if pool is None:
-                        # spawn, not fork: the parent may already run a JVM, which does not survive fork.
-                        pool = mp.get_context("spawn").Pool(workers, initializer=init_worker)
-                    pending.append((next_shard, pool.apply_async(process_shard, (job,)), job))
+                        # spawn, not fork: the parent may already run a JVM, which does not
+                        # survive fork. An executor (unlike mp.Pool) reports a worker that
+                        # died instead of waiting forever for its shard.
+                        pool = ProcessPoolExecutor(workers, mp.get_context("spawn"), initializer=init_worker)
+                    pending.append((next_shard, pool.submit(process_shard, job), job))
                 else:
                     pending.append((next_shard, "inline", job))
                 next_shard += 1
@@ -125,7 +142,13 @@ def _walk_shards(
                 if handle == "inline":
                     process_shard(job)
                 else:
-                    handle.get()
+                    try:
+                        handle.result()
+                    except BrokenProcessPool as exc:
+                        raise RuntimeError(
+                            "a worker process died (out of memory or a crash in RDKit/Java); "
+                            "re-run the same command to resume from the finished shards"
+                        ) from exc
                 computed += 1
             before = len(walk.accepted)
             walk.take(read_shard(shard_path(k)), task, seed)
@@ -135,8 +158,7 @@ def _walk_shards(
         if bar is not None:
             bar.close()
         if pool is not None:
-            pool.terminate()
-            pool.join()
+            _stop(pool)
     return computed, reused
 
 
@@ -224,6 +246,8 @@ def build_dataset(
         raise ValueError(f"source {source!r} has no names; use namer='openclatura'")
     settings = Settings(min_heavy_atoms, max_heavy_atoms, fragments, namer, naming_timeout_s)
     shard_dir = out / ".shards" / _shard_key(data.meta, seed, shard_size, settings)
+    for stale in shard_dir.glob(".*.tmp"):  # left by a worker killed mid-write
+        stale.unlink(missing_ok=True)
     order = list(range(len(data)))
     random.Random(seed).shuffle(order)
     n_shards = math.ceil(len(order) / shard_size)
