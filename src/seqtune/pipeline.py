@@ -106,13 +106,19 @@ Load it with `seqtune predict --model THIS_FOLDER --input FILE` or `seqtune serv
 """
 
 
+def _train_only(cfg: RunConfig, model: Any, enc: dict[str, Encoded], tok: Any, out: Path) -> dict[str, Any]:
+    from seqtune.train import train
+
+    train(model, enc["train"].examples, enc["val"].examples, cfg.train, out, tok.pad_token_id)
+    return {}
+
+
 def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     """Run everything into cfg.out_dir; returns the contents of metrics.json."""
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    # Everything that can fail on bad input (data, format, model) happens before the
+    # first file is written, so a bad run leaves no half-made run folder behind.
     splits = load_splits(cfg.data)
-    save_splits(splits, out / "data")
     fmt = get_format(cfg.model.format)
     model, tok = load_model(cfg.model)
     n_params, n_trainable = count_params(model)
@@ -122,6 +128,17 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     if not enc["train"].examples:
         raise DataError(f"{cfg.data.path}: every training pair is longer than data.max_length={cfg.data.max_length}")
     test_pairs = enc["test"].kept
+    from accelerate import PartialState
+
+    # Under `accelerate launch` / `torchrun` every process trains; one writes files and scores.
+    dist = PartialState()
+    main = dist.is_main_process
+    model.to(dist.device)
+    if not main:
+        return _train_only(cfg, model, enc, tok, out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    save_splits(splits, out / "data")
     atomic_write_json(out / "run.json", {
         "versions": versions(), "data_hash": splits.digest(), "data": splits.stats,
         "dropped_overlength": {k: v.dropped for k, v in enc.items()},
