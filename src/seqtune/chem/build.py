@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import naming, opsin, sources
-from .pipeline import Record, Settings, init_worker, process_shard, read_shard, write_atomic
+from .pipeline import PIPELINE_VERSION, Record, Settings, init_worker, process_shard, read_shard, write_atomic
 from .splits import SPLITS, split_random, split_scaffold
 from .tasks import check_task, make_example
 
@@ -169,6 +169,7 @@ def _shard_key(source_meta: dict, seed: int, shard_size: int, settings: Settings
             "seed": seed,
             "shard_size": shard_size,
             "settings": settings.to_dict(),
+            "pipeline": PIPELINE_VERSION,
             "openclatura": naming.openclatura_version(),
             "opsin": opsin.opsin_version(),
         },
