@@ -14,6 +14,11 @@ pytest.importorskip("rdkit")
 pytest.importorskip("openclatura")
 pytest.importorskip("jpype")
 
+from seqtune.chem import opsin as _opsin  # noqa: E402
+
+if not _opsin.java_available():
+    pytest.skip("no Java runtime for OPSIN (scripts/setup_chem.sh installs one)", allow_module_level=True)
+
 from seqtune.chem import build, molecules, sources, splits  # noqa: E402
 
 OUT_FILES = ("train.jsonl", "val.jsonl", "test.jsonl", "provenance.json")
@@ -85,6 +90,7 @@ def test_rows_have_required_keys_and_no_molecule_is_in_two_splits(built):
     assert len(_rows(built.out_dir, "val")) >= 1 and len(_rows(built.out_dir, "test")) >= 1
 
 
+@pytest.mark.skipif(shutil.which("java") is None, reason="py2opsin needs a java executable")
 def test_every_pair_round_trips_through_an_independent_opsin_run(built, tmp_path):
     # py2opsin runs the OPSIN jar as a separate Java process, not through our JPype code.
     py2opsin = pytest.importorskip("py2opsin").py2opsin
