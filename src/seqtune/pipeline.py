@@ -70,21 +70,60 @@ def predict_pairs(model: Any, tokenizer: Any, fmt: PromptFormat, instruction: st
     """Decode the inputs of `pairs` and score the outputs against their references."""
     prompts = [encode_prompt(tokenizer, fmt, p.input, instruction) for p in pairs]
     g = cfg.generate
-    preds = [c[0] if c else "" for c in generate(
-        model, tokenizer, prompts, num_beams=g.num_beams, num_return=1, max_new_tokens=g.max_new_tokens,
-        batch_size=g.batch_size, precision=cfg.train.precision, progress=progress)]
+    verify = g.verify != "none"
+    k = max(g.candidates, g.num_beams) if verify else 1
+    outs = generate(model, tokenizer, prompts, num_beams=max(g.num_beams, k), num_return=k,
+                    max_new_tokens=g.max_new_tokens, batch_size=g.batch_size, precision=cfg.train.precision,
+                    progress=progress)
     inputs, refs = [p.input for p in pairs], [p.output for p in pairs]
+    preds = [c[0] if c else "" for c in outs]
+    extra: list[dict[str, Any]] = [{} for _ in pairs]
+    top_summary = None
+    if verify:
+        from seqtune.chem.verify import first_consistent
+
+        top_summary, _ = score(task, inputs, preds, refs)
+        picks = first_consistent(task, inputs, outs)
+        extra = [{"verified": pick is not None, "top_beam": top} for pick, top in zip(picks, preds)]
+        preds = [c[pick] if pick is not None else top for c, pick, top in zip(outs, picks, preds)]
     summary, rows = score(task, inputs, preds, refs)
-    per_example = [{"input": i, "reference": r, "prediction": p, **row} for i, r, p, row in zip(inputs, refs, preds, rows)]
+    if top_summary is not None:
+        # What verification adds: the same scores for the plain top beam.
+        summary.update({f"top_beam_{k}": v for k, v in top_summary.items() if k != "n"})
+        summary["verified_pct"] = 100.0 * sum(e["verified"] for e in extra) / max(len(extra), 1)
+    per_example = [{"input": i, "reference": r, "prediction": p, **row, **e}
+                   for i, r, p, row, e in zip(inputs, refs, preds, rows, extra)]
     return summary, per_example
 
 
-def _table(base: dict[str, Any] | None, tuned: dict[str, Any]) -> str:
-    keys = [k for k in tuned if k != "n" and isinstance(tuned[k], (int, float))]
-    lines = [f"{'metric':<24}{'base':>12}{'tuned':>12}"]
+def score_baseline(task: str, pairs: list[Pair]) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """The rules-based tool (openclatura, OPSIN, RDKit) scored as a 'model' on the same pairs."""
+    from seqtune.chem import CHEM_TASKS
+
+    if task not in CHEM_TASKS or not pairs:
+        return None
+    try:
+        from seqtune.chem.baseline import predict as baseline_predict
+    except ModuleNotFoundError:
+        return None
+    inputs, refs = [p.input for p in pairs], [p.output for p in pairs]
+    preds = baseline_predict(task, inputs)
+    summary, rows = score(task, inputs, preds, refs)
+    return summary, [{"input": i, "reference": r, "prediction": p, **row}
+                     for i, r, p, row in zip(inputs, refs, preds, rows)]
+
+
+def _table(columns: dict[str, dict[str, Any] | None]) -> str:
+    """Scores side by side: base model, tuned model, rules-based baseline."""
+    tuned = columns["tuned"] or {}
+    keys = [k for k in tuned if k != "n" and isinstance(tuned[k], (int, float)) and not k.startswith("top_beam_")]
+    lines = [f"{'metric':<24}" + "".join(f"{name:>12}" for name in columns)]
     for k in keys:
-        b = f"{base[k]:.4g}" if base and isinstance(base.get(k), (int, float)) else "-"
-        lines.append(f"{k:<24}{b:>12}{tuned[k]:>12.4g}")
+        cells = []
+        for col in columns.values():
+            v = (col or {}).get(k)
+            cells.append(f"{v:>12.4g}" if isinstance(v, (int, float)) else f"{'-':>12}")
+        lines.append(f"{k:<24}" + "".join(cells))
     return "\n".join(lines)
 
 
@@ -189,7 +228,12 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     }
     info = ModelInfo(fmt, task, instruction, cfg.model.name, {"config": config_to_dict(cfg)})
     save_model(model, tok, out / "model", info, card=model_card(cfg, n_params, tuned, splits))
-    result = {"base": base, "tuned": tuned, "train": train_info}
+    baseline = None
+    scored = score_baseline(task, test_pairs)
+    if scored is not None:
+        baseline, rows = scored
+        atomic_write_jsonl(out / "predictions" / "baseline.jsonl", rows)
+    result = {"base": base, "tuned": tuned, "baseline": baseline, "train": train_info}
     atomic_write_json(out / "metrics.json", result)
-    print(_table(base, tuned))
+    print(_table({"base": base, "tuned": tuned, "rules": baseline}))
     return result
