@@ -175,8 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     # Quieter logs from the libraries; our own messages carry what a user needs.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from seqtune.train import TrainingInterrupted
+
     try:
         return command(argv[1:])
+    except TrainingInterrupted as err:
+        print(f"seqtune: {err}", file=sys.stderr)
+        return 130
     except SeqtuneError as err:
         print(f"seqtune: error: {err}", file=sys.stderr)
         return 2
