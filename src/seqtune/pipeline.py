@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from seqtune import __version__
 from seqtune.batching import Example
 from seqtune.config import RunConfig, config_to_dict, save_config
@@ -170,7 +172,8 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     from accelerate import PartialState
 
     # Under `accelerate launch` / `torchrun` every process trains; one writes files and scores.
-    dist = PartialState()
+    # cpu=True is what lets torchrun / accelerate launch start gloo process groups on CPU-only machines.
+    dist = PartialState(cpu=not torch.cuda.is_available())
     main = dist.is_main_process
     model.to(dist.device)
     if not main:

@@ -219,7 +219,7 @@ def train(
     from accelerate import Accelerator
 
     out_dir = Path(out_dir)
-    accelerator = accelerator or Accelerator()
+    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
     device = accelerator.device
     amp = autocast_dtype(cfg.precision, device)
     keep_logits = supports_logits_to_keep(model)
@@ -272,10 +272,15 @@ def train(
 
     def finish_epoch() -> None:
         """Evaluate the epoch just trained and record it; the checkpoint then holds the record."""
+        loss_sum, tokens = state.epoch_loss_sum, state.epoch_tokens
+        if world > 1:  # each process saw its own share of every step
+            both = accelerator.reduce(torch.tensor([loss_sum, float(tokens)], dtype=torch.float64, device=device),
+                                      reduction="sum")
+            loss_sum, tokens = float(both[0]), int(both[1])
         record = {
             "epoch": state.epoch + 1, "step": state.global_step, "examples_seen": state.examples_seen,
             "train_examples": len(train_examples),
-            "train_loss": state.epoch_loss_sum / max(state.epoch_tokens, 1),
+            "train_loss": loss_sum / max(tokens, 1),
             "eval_loss": evaluate_loss(model, val_examples, cfg, device, amp, pad_id, keep_logits),
             "train_seconds": round(state.train_seconds, 3),
             "examples_per_s": round(state.examples_seen / max(state.train_seconds, 1e-9), 3),
