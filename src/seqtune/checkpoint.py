@@ -18,6 +18,18 @@ import torch
 from seqtune.errors import SeqtuneError
 from seqtune.io import atomic_write_json, fsync_dir
 
+FILES = ("model.pt", "optimizer.pt", "state.json")
+
+
+def _step(folder: Path) -> int:
+    return int(folder.name.split("-")[1])
+
+
+def _complete(folder: Path) -> bool:
+    # All files, not just state.json: a step folder being deleted (pruned, or replaced by a
+    # re-save of the same step) loses its files one by one, in no set order.
+    return all((folder / f).is_file() for f in FILES)
+
 
 def _trainable_state(model: Any) -> dict[str, torch.Tensor]:
     # Frozen weights (the base under LoRA) come back from the base model; only what
@@ -55,8 +67,8 @@ def save_checkpoint(root: Path, step: int, model: Any, optimizer: Any, scheduler
 def latest_checkpoint(root: Path) -> Path | None:
     if not root.is_dir():
         return None
-    done = [p for p in root.glob("step-*") if (p / "state.json").is_file()]
-    return max(done, key=lambda p: int(p.name.split("-")[1])) if done else None
+    done = [p for p in root.glob("step-*") if _complete(p)]
+    return max(done, key=_step) if done else None
 
 
 def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any) -> dict[str, Any]:
@@ -76,8 +88,10 @@ def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any) -> d
 
 
 def prune_checkpoints(root: Path, keep_last: int, keep: Path | None = None) -> None:
-    done = sorted((p for p in root.glob("step-*") if (p / "state.json").is_file()),
-                  key=lambda p: int(p.name.split("-")[1]))
-    for p in done[:-keep_last] if keep_last > 0 else []:
+    done = sorted((p for p in root.glob("step-*") if _complete(p)), key=_step)
+    old = done[:-keep_last] if keep_last > 0 else []
+    if keep is not None:  # and what is left of older folders whose deletion was cut short
+        old += [p for p in root.glob("step-*") if p.is_dir() and not _complete(p) and _step(p) < _step(keep)]
+    for p in old:
         if p != keep:
             shutil.rmtree(p, ignore_errors=True)
