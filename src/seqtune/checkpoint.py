@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,39 @@ def _trainable_state(model: Any) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
 
 
+class _KeepWriteError:
+    """A file that remembers why a write failed: torch.save reports a failed write as a
+    RuntimeError without errno, which would hide a full disk."""
+
+    def __init__(self, fh: Any):
+        self._fh = fh
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._fh.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+
+def _save(obj: Any, path: Path) -> None:
+    with open(path, "wb") as fh:
+        sink = _KeepWriteError(fh)
+        try:
+            torch.save(obj, sink)
+        except RuntimeError:
+            if sink.error is not None:
+                raise sink.error from None
+            raise
+        fh.flush()
+        # The folder's rename must not reach the disk before the data it names.
+        os.fsync(fh.fileno())
+
+
 def save_checkpoint(root: Path, step: int, model: Any, optimizer: Any, scheduler: Any,
                     state: dict[str, Any], rng: dict[str, Any]) -> Path:
     root.mkdir(parents=True, exist_ok=True)
@@ -45,9 +79,9 @@ def save_checkpoint(root: Path, step: int, model: Any, optimizer: Any, scheduler
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir()
-        torch.save(_trainable_state(model), tmp / "model.pt")
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng},
-                   tmp / "optimizer.pt")
+        _save(_trainable_state(model), tmp / "model.pt")
+        _save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng},
+              tmp / "optimizer.pt")
         atomic_write_json(tmp / "state.json", state)
         fsync_dir(tmp)
         if final.exists():
@@ -56,10 +90,10 @@ def save_checkpoint(root: Path, step: int, model: Any, optimizer: Any, scheduler
         fsync_dir(root)
     except OSError as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        if err.errno == errno.ENOSPC:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
             prev = latest_checkpoint(root)
-            raise SeqtuneError(f"{root}: disk full while saving checkpoint step {step}; "
-                               f"previous checkpoint {prev} is intact") from None
+            kept = f"previous checkpoint {prev} is intact" if prev else "there is no earlier checkpoint"
+            raise SeqtuneError(f"{root}: disk full while saving checkpoint step {step}; {kept}") from None
         raise
     return final
 
