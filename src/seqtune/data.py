@@ -92,13 +92,17 @@ def _rows_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     if not text.strip():
         raise DataError(f"{path}: file is empty")
     rows = []
-    for n, line in enumerate(text.splitlines(), start=1):
+    # Lines end at \n only: str.splitlines() also splits at U+2028, U+0085, \x1c-\x1e and
+    # others, which JSON writers (ours, with ensure_ascii=False) leave unescaped inside strings.
+    for n, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as err:
             raise DataError(f"{path}:{n}: not valid JSON ({err.msg})") from None
+        except RecursionError:
+            raise DataError(f"{path}:{n}: JSON nested too deeply") from None
         if not isinstance(obj, dict):
             raise DataError(f"{path}:{n}: expected a JSON object per line, got {type(obj).__name__}")
         rows.append((n, obj))
