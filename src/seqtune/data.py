@@ -63,6 +63,12 @@ def text_field(value: Any, column: str, where: str) -> str:
     text = value.strip()
     if not text:
         raise DataError(f"{where}: empty value in column {column!r}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        # JSON can spell a lone surrogate (\ud800); no tokenizer or UTF-8 file can hold one.
+        raise DataError(f"{where}: column {column!r} holds a lone surrogate "
+                        f"({text[err.start]!r} at character {err.start + 1}), not valid Unicode text") from None
     return text
 
 
