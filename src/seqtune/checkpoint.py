@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,56 @@ import torch
 from seqtune.errors import SeqtuneError
 from seqtune.io import atomic_write_json, fsync_dir
 
+FILES = ("model.pt", "optimizer.pt", "state.json")
+
+
+def _step(folder: Path) -> int:
+    return int(folder.name.split("-")[1])
+
+
+def _complete(folder: Path) -> bool:
+    # All files, not just state.json: a step folder being deleted (pruned, or replaced by a
+    # re-save of the same step) loses its files one by one, in no set order.
+    return all((folder / f).is_file() for f in FILES)
+
 
 def _trainable_state(model: Any) -> dict[str, torch.Tensor]:
     # Frozen weights (the base under LoRA) come back from the base model; only what
     # training changes is saved. named_parameters() lists a tied weight once.
     return {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
+
+
+class _KeepWriteError:
+    """A file that remembers why a write failed: torch.save reports a failed write as a
+    RuntimeError without errno, which would hide a full disk."""
+
+    def __init__(self, fh: Any):
+        self._fh = fh
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._fh.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+
+def _save(obj: Any, path: Path) -> None:
+    with open(path, "wb") as fh:
+        sink = _KeepWriteError(fh)
+        try:
+            torch.save(obj, sink)
+        except RuntimeError:
+            if sink.error is not None:
+                raise sink.error from None
+            raise
+        fh.flush()
+        # The folder's rename must not reach the disk before the data it names.
+        os.fsync(fh.fileno())
 
 
 def save_checkpoint(root: Path, step: int, model: Any, optimizer: Any, scheduler: Any,
@@ -33,9 +79,9 @@ def save_checkpoint(root: Path, step: int, model: Any, optimizer: Any, scheduler
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir()
-        torch.save(_trainable_state(model), tmp / "model.pt")
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng},
-                   tmp / "optimizer.pt")
+        _save(_trainable_state(model), tmp / "model.pt")
+        _save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng},
+              tmp / "optimizer.pt")
         atomic_write_json(tmp / "state.json", state)
         fsync_dir(tmp)
         if final.exists():
@@ -44,10 +90,10 @@ def save_checkpoint(root: Path, step: int, model: Any, optimizer: Any, scheduler
         fsync_dir(root)
     except OSError as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        if err.errno == errno.ENOSPC:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
             prev = latest_checkpoint(root)
-            raise SeqtuneError(f"{root}: disk full while saving checkpoint step {step}; "
-                               f"previous checkpoint {prev} is intact") from None
+            kept = f"previous checkpoint {prev} is intact" if prev else "there is no earlier checkpoint"
+            raise SeqtuneError(f"{root}: disk full while saving checkpoint step {step}; {kept}") from None
         raise
     return final
 
@@ -55,8 +101,8 @@ def save_checkpoint(root: Path, step: int, model: Any, optimizer: Any, scheduler
 def latest_checkpoint(root: Path) -> Path | None:
     if not root.is_dir():
         return None
-    done = [p for p in root.glob("step-*") if (p / "state.json").is_file()]
-    return max(done, key=lambda p: int(p.name.split("-")[1])) if done else None
+    done = [p for p in root.glob("step-*") if _complete(p)]
+    return max(done, key=_step) if done else None
 
 
 def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any) -> dict[str, Any]:
@@ -76,8 +122,10 @@ def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any) -> d
 
 
 def prune_checkpoints(root: Path, keep_last: int, keep: Path | None = None) -> None:
-    done = sorted((p for p in root.glob("step-*") if (p / "state.json").is_file()),
-                  key=lambda p: int(p.name.split("-")[1]))
-    for p in done[:-keep_last] if keep_last > 0 else []:
+    done = sorted((p for p in root.glob("step-*") if _complete(p)), key=_step)
+    old = done[:-keep_last] if keep_last > 0 else []
+    if keep is not None:  # and what is left of older folders whose deletion was cut short
+        old += [p for p in root.glob("step-*") if p.is_dir() and not _complete(p) and _step(p) < _step(keep)]
+    for p in old:
         if p != keep:
             shutil.rmtree(p, ignore_errors=True)

@@ -63,6 +63,12 @@ def text_field(value: Any, column: str, where: str) -> str:
     text = value.strip()
     if not text:
         raise DataError(f"{where}: empty value in column {column!r}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        # JSON can spell a lone surrogate (\ud800); no tokenizer or UTF-8 file can hold one.
+        raise DataError(f"{where}: column {column!r} holds a lone surrogate "
+                        f"({text[err.start]!r} at character {err.start + 1}), not valid Unicode text") from None
     return text
 
 
@@ -92,13 +98,17 @@ def _rows_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     if not text.strip():
         raise DataError(f"{path}: file is empty")
     rows = []
-    for n, line in enumerate(text.splitlines(), start=1):
+    # Lines end at \n only: str.splitlines() also splits at U+2028, U+0085, \x1c-\x1e and
+    # others, which JSON writers (ours, with ensure_ascii=False) leave unescaped inside strings.
+    for n, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as err:
             raise DataError(f"{path}:{n}: not valid JSON ({err.msg})") from None
+        except RecursionError:
+            raise DataError(f"{path}:{n}: JSON nested too deeply") from None
         if not isinstance(obj, dict):
             raise DataError(f"{path}:{n}: expected a JSON object per line, got {type(obj).__name__}")
         rows.append((n, obj))

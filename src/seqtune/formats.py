@@ -99,7 +99,10 @@ def encode_prompt(tokenizer: Any, fmt: PromptFormat, input: str, instruction: st
 
 
 def encode_completion(tokenizer: Any, output: str) -> list[int]:
-    return list(tokenizer(output, add_special_tokens=False)["input_ids"]) + [eos_id(tokenizer)]
+    # The output is data: text that spells a special token ("</s>", "<|endoftext|>") is
+    # tokenised as text, or the model would learn to stop (or start over) inside it.
+    ids = tokenizer(output, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    return list(ids) + [eos_id(tokenizer)]
 
 
 def encode_example(
