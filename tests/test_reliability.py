@@ -253,11 +253,11 @@ def test_sigterm_saves_exits_with_one_line_and_resumes(tmp_path, tiny_llama_dir)
     time.sleep(random.uniform(0.0, 0.05))
     rc = child.send(signal.SIGTERM)
     errors = [line for line in child.stderr().splitlines() if line.startswith("seqtune: error:")]
-    assert rc == 2, child.stderr()[-3000:]
-    assert len(errors) == 1 and "stopped by signal" in errors[0] and "run again to resume" in errors[0], errors
+    assert rc == 130, child.stderr()[-3000:]
+    assert len(errors) == 1 and "stopped by SIGTERM" in errors[0] and "run again to resume" in errors[0], errors
     assert "Traceback" not in child.stderr()
     step = saved_step(ckpts)
-    assert 8 < step < 16  # saved where the signal found it, not at an epoch end
+    assert 8 <= step < 16  # saved where the signal found it (an epoch end if it came during the last step)
     assert json.loads((latest_checkpoint(ckpts) / "state.json").read_text())["global_step"] == step
     assert not (run / "metrics.json").exists()
 
@@ -299,7 +299,7 @@ def test_sigint_in_process_saves_restores_handlers_and_resumes(tmp_path, tiny_ll
     monkeypatch.setattr(train_mod, "completion_loss", interrupt_at_step_11)
     before = signal.getsignal(signal.SIGINT)
     out = tmp_path / "run"
-    with one_thread(), pytest.raises(train_mod.TrainingInterrupted, match=r"stopped by signal .*run again to resume"):
+    with one_thread(), pytest.raises(train_mod.TrainingInterrupted, match=r"stopped by SIGINT.*run again to resume"):
         helper.run(tiny_llama_dir, out)
     assert signal.getsignal(signal.SIGINT) is before
     assert latest_checkpoint(out / "checkpoints").name == "step-00000011"

@@ -170,3 +170,14 @@ def test_oom_halving_gives_same_result(tmp_path, monkeypatch):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
     for p, q in zip(ref_model.parameters(), model.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    from seqtune.errors import SeqtuneError
+
+    tok = make_tokenizer("llama")
+    with pytest.raises(_Stop):
+        _train_run(tmp_path / "a", tok, make_model("llama", len(tok)), stop_after_epoch=1)
+    cfg = TrainConfig(epochs=3, lr=5e-4, batch_size=3, progress=False, logger="none", precision="fp32")
+    with pytest.raises(SeqtuneError, match=r"checkpoint was made with lr=0.001, this run has 0.0005"):
+        train(make_model("llama", len(tok)), _examples(tok)[:15], [], cfg, tmp_path / "a", 0)

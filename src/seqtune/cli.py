@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return command(argv[1:])
     except TrainingInterrupted as err:
-        print(f"seqtune: {err}", file=sys.stderr)
+        print(f"seqtune: error: {err}", file=sys.stderr)
         return 130
     except SeqtuneError as err:
         print(f"seqtune: error: {err}", file=sys.stderr)

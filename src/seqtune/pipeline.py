@@ -147,10 +147,17 @@ Load it with `seqtune predict --model THIS_FOLDER --input FILE` or `seqtune serv
 """
 
 
-def _train_only(cfg: RunConfig, model: Any, enc: dict[str, Encoded], tok: Any, out: Path) -> dict[str, Any]:
+def _fingerprint(cfg: RunConfig, splits: Splits) -> dict[str, Any]:
+    return {"data_hash": splits.digest(), "model": cfg.model.name, "method": cfg.model.method,
+            "format": cfg.model.format}
+
+
+def _train_only(cfg: RunConfig, model: Any, enc: dict[str, Encoded], tok: Any, out: Path,
+                splits: Splits) -> dict[str, Any]:
     from seqtune.train import train
 
-    train(model, enc["train"].examples, enc["val"].examples, cfg.train, out, tok.pad_token_id)
+    train(model, enc["train"].examples, enc["val"].examples, cfg.train, out, tok.pad_token_id,
+          fingerprint=_fingerprint(cfg, splits))
     return {}
 
 
@@ -177,7 +184,7 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     main = dist.is_main_process
     model.to(dist.device)
     if not main:
-        return _train_only(cfg, model, enc, tok, out)
+        return _train_only(cfg, model, enc, tok, out, splits)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     save_splits(splits, out / "data")
@@ -210,7 +217,7 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     from seqtune.train import train
 
     state = train(model, enc["train"].examples, enc["val"].examples, cfg.train, out, tok.pad_token_id,
-                  on_epoch_end=on_epoch_end)
+                  on_epoch_end=on_epoch_end, fingerprint=_fingerprint(cfg, splits))
     history = state["history"]
     last_epoch = history[-1]["epoch"] if history else 0
     last_preds = out / "predictions" / f"epoch-{last_epoch}.jsonl"

@@ -109,6 +109,9 @@ class TrainState:
     train_seconds: float = 0.0
     pending_eval: bool = False  # epoch's steps done, its evaluation not yet recorded
     history: list | None = None
+    # What the run was started with (data hash, settings that shape the steps); a resume
+    # with different ones would silently continue another experiment, so it is refused.
+    fingerprint: dict | None = None
 
 
 def _rng_state() -> dict[str, Any]:
@@ -214,6 +217,7 @@ def train(
     pad_id: int,
     on_epoch_end: Callable[[int, Any], dict[str, Any]] | None = None,
     accelerator: Any = None,
+    fingerprint: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train `model` in place. Returns the final train state as a dict (history = per-epoch records)."""
     from accelerate import Accelerator
@@ -243,11 +247,20 @@ def train(
 
     scheduler = get_scheduler(cfg.lr_schedule, optimizer, num_warmup_steps=int(cfg.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
-    state = TrainState(history=[])
+    fingerprint = {"n_train": len(train_examples), "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
+                   "lr_schedule": cfg.lr_schedule, **(fingerprint or {})}
+    state = TrainState(history=[], fingerprint=fingerprint)
     latest = latest_checkpoint(ckpt_root) if cfg.resume else None
     if latest is not None:
         saved = load_checkpoint(latest, model, optimizer, scheduler)
+        old = saved["state"].get("fingerprint") or {}
+        changed = [k for k in fingerprint if k in old and old[k] != fingerprint[k]]
+        if changed:
+            k = changed[0]
+            raise SeqtuneError(f"{latest}: checkpoint was made with {k}={old[k]!r}, this run has {fingerprint[k]!r}; "
+                               f"use another out_dir or train.resume=false to start over")
         state = TrainState(**saved["state"])
+        state.fingerprint = fingerprint
         _set_rng_state(saved["rng"])
         if main:
             print(f"resuming from {latest} (epoch {state.epoch + 1}, step {state.global_step})")
@@ -260,6 +273,12 @@ def train(
 
     def _on_signal(signum: int, _frame: Any) -> None:
         stop["signal"] = signum
+        # A second Ctrl-C should not wait for the checkpoint: the next one acts as usual.
+        signal.signal(signum, old_handlers.get(signum, signal.SIG_DFL))
+
+    def interrupted() -> TrainingInterrupted:
+        name = signal.Signals(stop["signal"]).name
+        return TrainingInterrupted(f"stopped by {name}; checkpoint saved in {ckpt_root}, run again to resume")
 
     old_handlers = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
 
@@ -351,15 +370,15 @@ def train(
                     state.pending_eval = True
                     checkpoint()
                     finish_epoch()
+                    if stop["signal"] is not None and state.epoch < cfg.epochs and state.global_step < total_steps:
+                        raise interrupted()
                     break
                 if stop["signal"] is not None or (cfg.save_every_steps and state.global_step % cfg.save_every_steps == 0):
                     state.epoch_loss_sum += float(running.item())
                     running.zero_()
                     checkpoint()
                 if stop["signal"] is not None:
-                    raise TrainingInterrupted(
-                        f"stopped by signal {stop['signal']}; checkpoint saved in {ckpt_root}, run again to resume"
-                    )
+                    raise interrupted()
     finally:
         for s, h in old_handlers.items():
             signal.signal(s, h)
