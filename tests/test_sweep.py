@@ -213,3 +213,11 @@ def test_expansion_count_and_unique_names(grid: list[int], zip_len: int) -> None
     specs = expand(parse_sweep(body, "inline"))
     assert len(specs) == math.prod(grid) * max(zip_len, 1)
     assert len({s.name for s in specs}) == len(specs)
+
+
+@pytest.mark.parametrize("name, n_runs", [("paper_opt", 18), ("offline_cpu", 6), ("gemma_cpu", 6)])
+def test_shipped_paper_sweeps_are_valid(name: str, n_runs: int) -> None:
+    path = Path(__file__).resolve().parent.parent / "configs" / "paper" / f"{name}.yaml"
+    specs = expand(load_sweep(path))
+    assert len(specs) == n_runs
+    assert all(s.run_dir.parent == Path("runs") / name for s in specs)

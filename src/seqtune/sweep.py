@@ -286,6 +286,8 @@ def run_subprocess(spec: RunSpec, log_path: Path, echo: bool = False) -> int:
     src = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # Progress bars redraw many times a second; in a log file one line per 30 s is plenty.
+    env.setdefault("TQDM_MININTERVAL", "30")
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"$ {' '.join(cmd)}\n")
         log.flush()
@@ -419,6 +421,9 @@ def main(argv: list[str] | None = None) -> int:
     except SeqtuneError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted; run the same command again to continue where it stopped", file=sys.stderr)
+        return 130
     failed = [r for r in summary["runs"] if r["status"] == "failed"]
     if failed:
         print(f"{len(failed)} of {len(summary['runs'])} runs failed (details in each run's {ERROR_FILE}):",
