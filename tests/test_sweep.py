@@ -188,19 +188,31 @@ def test_finished_run_with_changed_config_is_refused(tmp_path: Path) -> None:
         run_sweep(load_sweep(path), runner=StubRunner(), log=lambda _: None)
 
 
-def test_real_subprocess_failure_is_captured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The default runner: a child that crashes has its output tail recorded, and the sweep goes on."""
+def test_real_subprocess_success_and_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default runner: each run is a child process; a crash is recorded and the sweep goes on."""
     fake_python = tmp_path / "python"
-    fake_python.write_text("#!/bin/sh\necho \"args: $*\"\necho 'Traceback (most recent call last):' >&2\n"
-                           "echo 'RuntimeError: boom' >&2\nexit 3\n")
+    fake_python.write_text(f"""#!{sys.executable}
+import json, pathlib, sys
+print("args:", *sys.argv[1:])
+run_dir = pathlib.Path(sys.argv[-1]).parent
+if "=20" in run_dir.name:
+    print("Traceback (most recent call last):", file=sys.stderr)
+    print("RuntimeError: boom", file=sys.stderr)
+    sys.exit(3)
+(run_dir / "metrics.json").write_text(json.dumps({{"base": None, "tuned": {{"exact_match": 50.0}}}}))
+""")
     fake_python.chmod(fake_python.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setattr(sys, "executable", str(fake_python))
-    path = write_sweep(tmp_path, {"grid": {"data.train_size": [10, 20]}})
+    path = write_sweep(tmp_path, {"grid": {"data.train_size": [20, 10]}})
     summary = run_sweep(load_sweep(path), runner=run_subprocess, log=lambda _: None)
-    assert [r["exit_code"] for r in summary["runs"]] == [3, 3]
-    assert all(r["error"] == "RuntimeError: boom" for r in summary["runs"])
-    log = (tmp_path / "out" / "data.train_size=10" / "sweep.log").read_text()
-    assert "-m seqtune run" in log and str(tmp_path / "out" / "data.train_size=10" / "config.yaml") in log
+    assert [(r["status"], r["exit_code"]) for r in summary["runs"]] == [("failed", 3), ("done", 0)]
+    assert summary["runs"][0]["error"] == "RuntimeError: boom"
+    run_dir = tmp_path / "out" / "data.train_size=10"
+    log = (run_dir / "sweep.log").read_text()
+    assert f"-m seqtune run {run_dir / 'config.yaml'}" in log
+    summary = run_sweep(load_sweep(path), runner=run_subprocess, log=lambda _: None)
+    assert summary["counts"] == {"failed": 1, "done": 1}
+    assert (run_dir / "sweep.log").read_text() == log  # nothing re-run
 
 
 @settings(max_examples=40, deadline=None)
