@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import hashlib
 import itertools
 import os
@@ -29,6 +30,7 @@ import yaml
 from seqtune.config import RunConfig, config_from_dict, config_to_dict, load_config, save_config
 from seqtune.errors import ConfigError, SeqtuneError
 from seqtune.io import atomic_write_json, atomic_write_text
+from seqtune.results import write_results
 
 SWEEP_KEYS = ("description", "base_config", "base", "out_dir", "grid", "zip")
 # Files the sweep writes into a run folder; the run pipeline owns all others.
@@ -381,14 +383,13 @@ def _error_line(run_dir: Path) -> str:
 
 
 def _print_plan(specs: list[RunSpec], retry_failed: bool) -> None:
-    width = max(len(s.name) for s in specs)
+    width, n_run = max(len(s.name) for s in specs), 0
     for s in specs:
         state = run_state(s.run_dir)
-        action = "skip" if state == "done" or (state == "failed" and not retry_failed) else "run"
-        print(f"{s.name:<{width}}  {state:<8} {action}")
-    n_run = sum(1 for s in specs if run_state(s.run_dir) == "pending"
-                or (retry_failed and run_state(s.run_dir) == "failed"))
-    print(f"{len(specs)} runs, {n_run} to run, out_dir {specs[0].run_dir.parent if specs else '-'}")
+        will_run = state == "pending" or (state == "failed" and retry_failed)
+        n_run += will_run
+        print(f"{s.name:<{width}}  {state:<8} {'run' if will_run else 'skip'}")
+    print(f"{len(specs)} runs, {n_run} to run, out_dir {specs[0].run_dir.parent}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -409,13 +410,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             _print_plan(specs, args.retry_failed)
             return 0
-
-        def runner(spec: RunSpec, log_path: Path) -> int:
-            return run_subprocess(spec, log_path, echo=args.verbose)
-
+        runner = functools.partial(run_subprocess, echo=args.verbose)
         summary = run_sweep(sweep, retry_failed=args.retry_failed, runner=runner)
-        from seqtune.results import write_results
-
         csv_path, md_path = write_results(sweep.out_dir)
         print(f"results: {csv_path} and {md_path}; plots: seqtune report {sweep.out_dir}")
     except SeqtuneError as err:
