@@ -1,0 +1,83 @@
+"""Turning encoded examples into steps, micro-batches and tensors.
+
+Packed (padding-free) batches put every sequence of a micro-batch in one row with
+`position_ids` restarting at 0 for each; transformers then masks attention per
+sequence, so packing changes no result, only removes the padding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Example:
+    """Token ids and, aligned with them, True where the token is part of the completion (EOS included)."""
+
+    ids: tuple[int, ...]
+    mask: tuple[bool, ...]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def step_order(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The examples of each optimiser step of one epoch: a function of (seed, epoch) alone,
+    so a resumed run replays the same order without saving it."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(n, generator=g).tolist()
+    return [perm[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+def micro_batches(idx: list[int], examples: list[Example], token_budget: int, packing: bool) -> list[list[int]]:
+    """Split one step into forward passes of at most `token_budget` tokens (padding counted
+    when not packing). A single example longer than the budget gets a pass of its own."""
+    if not token_budget:
+        return [idx] if idx else []
+    out: list[list[int]] = []
+    cur: list[int] = []
+    cur_max = 0
+    for i in sorted(idx, key=lambda i: len(examples[i])):
+        n = len(examples[i])
+        cost = (sum(len(examples[j]) for j in cur) + n) if packing else max(cur_max, n) * (len(cur) + 1)
+        if cur and cost > token_budget:
+            out.append(cur)
+            cur, cur_max = [], 0
+        cur.append(i)
+        cur_max = max(cur_max, n)
+    if cur:
+        out.append(cur)
+    return out
+
+
+def _labels(ex: Example) -> list[int]:
+    # Position t predicts token t+1; only completion tokens are targets.
+    return [tok if m else -100 for tok, m in zip(ex.ids[1:], ex.mask[1:])] + [-100]
+
+
+def collate(batch: list[Example], packing: bool, pad_id: int, device: torch.device | str = "cpu",
+            ) -> tuple[dict[str, torch.Tensor], int]:
+    """Tensors for one forward pass, and the number of completion tokens it scores."""
+    n_targets = sum(sum(ex.mask[1:]) for ex in batch)
+    if packing:
+        ids = [t for ex in batch for t in ex.ids]
+        pos = [p for ex in batch for p in range(len(ex))]
+        labels = [t for ex in batch for t in _labels(ex)]
+        tensors = {
+            "input_ids": torch.tensor([ids], dtype=torch.long),
+            "position_ids": torch.tensor([pos], dtype=torch.long),
+            "labels": torch.tensor([labels], dtype=torch.long),
+        }
+    else:
+        width = max(len(ex) for ex in batch)
+        ids = [list(ex.ids) + [pad_id] * (width - len(ex)) for ex in batch]
+        att = [[1] * len(ex) + [0] * (width - len(ex)) for ex in batch]
+        labels = [_labels(ex) + [-100] * (width - len(ex)) for ex in batch]
+        tensors = {
+            "input_ids": torch.tensor(ids, dtype=torch.long),
+            "attention_mask": torch.tensor(att, dtype=torch.long),
+            "labels": torch.tensor(labels, dtype=torch.long),
+        }
+    return {k: v.to(device, non_blocking=True) for k, v in tensors.items()}, n_targets

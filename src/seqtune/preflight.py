@@ -1,0 +1,80 @@
+"""`seqtune check`: everything a run would trip over, found in seconds, plus the plan and a time estimate."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from seqtune.config import RunConfig
+from seqtune.data import load_splits
+from seqtune.formats import get_format
+from seqtune.modeling import count_params, load_model
+
+
+def _time_steps(model: Any, examples: list, cfg: RunConfig, pad_id: int, n: int = 2) -> float:
+    """Seconds per optimiser step, measured on real batches (the first step is warm-up)."""
+    from seqtune.batching import collate, micro_batches, step_order
+    from seqtune.train import autocast_dtype, completion_loss, make_optimizer, supports_logits_to_keep
+
+    amp = autocast_dtype(cfg.train.precision, torch.device("cpu"))
+    keep = supports_logits_to_keep(model)
+    opt = make_optimizer(model, cfg.train)
+    order = step_order(len(examples), cfg.train.batch_size, cfg.train.seed, 0)
+    times = []
+    for idx in order[: n + 1]:
+        t0 = time.perf_counter()
+        for mb in micro_batches(idx, examples, cfg.train.micro_batch_tokens, cfg.train.packing):
+            batch, _ = collate([examples[i] for i in mb], cfg.train.packing, pad_id)
+            with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
+                loss = completion_loss(model, batch, keep)
+            loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times[1:]) if len(times) > 1 else times[0]
+
+
+def preflight(cfg: RunConfig, time_steps: bool = True) -> str:
+    from seqtune.pipeline import encode_pairs
+
+    t0 = time.perf_counter()
+    lines = ["config: ok"]
+    splits = load_splits(cfg.data)
+    st = splits.stats
+    lines.append(f"data: {st['rows_read']} rows read from {cfg.data.path}; {st['duplicates_dropped']} duplicates dropped; "
+                 f"train/val/test = {len(splits.train)}/{len(splits.val)}/{len(splits.test)}")
+    fmt = get_format(cfg.model.format)
+    model, tok = load_model(cfg.model)
+    total, trainable = count_params(model)
+    lines.append(f"model: {cfg.model.name} ({total / 1e6:.1f}M parameters, {trainable / 1e6:.2f}M trainable, "
+                 f"{cfg.model.method}); format {fmt.name}")
+    enc = {}
+    for name in ("train", "val", "test"):
+        enc[name] = encode_pairs(getattr(splits, name), tok, fmt, cfg.data.instruction, cfg.data.max_length,
+                                 cfg.data.overlength, name)
+    lengths = [len(e) for e in enc["train"].examples]
+    if lengths:
+        comp = [sum(e.mask) for e in enc["train"].examples]
+        lines.append(f"tokens per example: mean {statistics.mean(lengths):.1f}, max {max(lengths)} "
+                     f"(completion mean {statistics.mean(comp):.1f}); limit {cfg.data.max_length}")
+    dropped = {k: v.dropped for k, v in enc.items() if v.dropped}
+    lines.append(f"over-long examples ({cfg.data.overlength}): {dropped or 'none'}")
+    n_train = len(enc["train"].examples)
+    steps_epoch = math.ceil(n_train / cfg.train.batch_size)
+    total_steps = steps_epoch * cfg.train.epochs
+    if cfg.train.max_steps:
+        total_steps = min(total_steps, cfg.train.max_steps)
+    lines.append(f"plan: {cfg.train.epochs} epochs x {steps_epoch} steps = {total_steps} steps of "
+                 f"{cfg.train.batch_size} examples; {sum(lengths) * cfg.train.epochs} training tokens; "
+                 f"packing {'on' if cfg.train.packing else 'off'}; precision {cfg.train.precision}")
+    if time_steps and n_train:
+        sec = _time_steps(model, enc["train"].examples, cfg, tok.pad_token_id)
+        est = sec * total_steps
+        lines.append(f"estimated training time on this machine: {est / 60:.1f} min "
+                     f"({sec:.2f} s/step, {cfg.train.batch_size / sec:.1f} examples/s)")
+    lines.append(f"checked in {time.perf_counter() - t0:.1f} s; output folder {cfg.out_dir}")
+    return "\n".join(lines)

@@ -1,0 +1,329 @@
+"""The training loop: completion-only loss, padding-free batches, bf16 autocast, exact resume.
+
+One loop for one GPU, several GPUs (`accelerate launch` / `torchrun`, via Accelerate's
+DDP set-up) and the CPU. The order of examples depends only on (seed, epoch), and the
+RNG state is checkpointed, so a run resumed from any checkpoint replays exactly the
+steps an uninterrupted run would have taken.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import inspect
+import math
+import random
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from seqtune.batching import Example, collate, micro_batches, step_order
+from seqtune.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+from seqtune.config import TrainConfig
+from seqtune.errors import SeqtuneError
+from seqtune.io import atomic_write_json, atomic_write_jsonl
+from seqtune.tracking import Tracker
+
+
+class TrainingInterrupted(SeqtuneError):
+    """SIGINT/SIGTERM arrived; a checkpoint was saved and the run can be resumed."""
+
+
+def cpu_has_fast_bf16() -> bool:
+    """AMX or AVX512-BF16: bf16 matmuls run at about twice fp32 speed on such CPUs."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def autocast_dtype(setting: str, device: torch.device) -> torch.dtype | None:
+    if setting == "fp32":
+        return None
+    if setting == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if device.type == "cpu" and cpu_has_fast_bf16() else None
+
+
+def _base(model: Any) -> Any:
+    model = getattr(model, "module", model)
+    model = getattr(model, "_orig_mod", model)
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def supports_logits_to_keep(model: Any) -> bool:
+    return "logits_to_keep" in inspect.signature(_base(model).forward).parameters
+
+
+def completion_loss(model: Any, batch: dict[str, torch.Tensor], keep_logits: bool) -> torch.Tensor:
+    """Summed cross-entropy over completion tokens. Only those positions go through the
+    output head: on a 135M model with a 49k vocabulary the head is a large share of the work."""
+    labels = batch["labels"]
+    keep = labels != -100
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    if keep_logits:
+        logits = model(**inputs, logits_to_keep=keep, use_cache=False).logits
+        if logits.dim() == 3:
+            logits = logits[keep]
+    else:
+        logits = model(**inputs, use_cache=False).logits[keep]
+    return F.cross_entropy(logits.float(), labels[keep], reduction="sum")
+
+
+@torch.no_grad()
+def packing_supported(model: Any, examples: list[Example], pad_id: int) -> bool:
+    """Whether this architecture keeps packed sequences apart (transformers does it from
+    `position_ids` for most, not all, models): the second of two packed sequences must get
+    the logits it gets alone."""
+    if len(examples) < 2:
+        return True
+    first, second = examples[0], examples[1]
+    was_training = model.training
+    model.eval()
+    packed = model(**{k: v for k, v in collate([first, second], True, pad_id)[0].items() if k != "labels"},
+                   use_cache=False).logits[0, len(first):].float()
+    alone = model(input_ids=torch.tensor([second.ids]), use_cache=False).logits[0].float()
+    model.train(was_training)
+    return bool(torch.allclose(packed, alone, rtol=1e-3, atol=1e-4 * float(alone.abs().max()) + 1e-6))
+
+
+@dataclass
+class TrainState:
+    global_step: int = 0
+    epoch: int = 0  # epoch in progress (0-based)
+    step_in_epoch: int = 0  # next step of that epoch to run
+    examples_seen: int = 0
+    epoch_loss_sum: float = 0.0
+    epoch_tokens: int = 0
+    train_seconds: float = 0.0
+    pending_eval: bool = False  # epoch's steps done, its evaluation not yet recorded
+    history: list | None = None
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(model: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    try:
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    except (RuntimeError, TypeError):  # fused kernels need float params on a supported device
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+
+
+@torch.no_grad()
+def evaluate_loss(model: Any, examples: list[Example], cfg: TrainConfig, device: torch.device,
+                  amp: torch.dtype | None, pad_id: int, keep_logits: bool) -> float:
+    """Mean loss per completion token on held-out examples."""
+    if not examples:
+        return float("nan")
+    model.eval()
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    tokens = 0
+    budget = cfg.micro_batch_tokens or 4096
+    for idx in micro_batches(list(range(len(examples))), examples, budget, cfg.packing):
+        batch, n = collate([examples[i] for i in idx], cfg.packing, pad_id, device)
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            total += completion_loss(model, batch, keep_logits).double()
+        tokens += n
+    model.train()
+    return float(total.item() / max(tokens, 1))
+
+
+def train(
+    model: Any,
+    train_examples: list[Example],
+    val_examples: list[Example],
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    pad_id: int,
+    on_epoch_end: Callable[[int, Any], dict[str, Any]] | None = None,
+    accelerator: Any = None,
+) -> dict[str, Any]:
+    """Train `model` in place. Returns the final train state as a dict (history = per-epoch records)."""
+    from accelerate import Accelerator
+
+    out_dir = Path(out_dir)
+    accelerator = accelerator or Accelerator()
+    device = accelerator.device
+    amp = autocast_dtype(cfg.precision, device)
+    keep_logits = supports_logits_to_keep(model)
+    ckpt_root = out_dir / "checkpoints"
+    main = accelerator.is_main_process
+    if cfg.packing and not packing_supported(model, train_examples, pad_id):
+        if main:
+            print(f"note: {type(_base(model)).__name__} does not separate packed sequences; using padded batches")
+        cfg = dataclasses.replace(cfg, packing=False)
+    world, rank = accelerator.num_processes, accelerator.process_index
+
+    seed_everything(cfg.seed)
+    model.to(device)
+    model.train()
+    optimizer = make_optimizer(model, cfg)
+    steps_per_epoch = math.ceil(len(train_examples) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    if cfg.max_steps:
+        total_steps = min(total_steps, cfg.max_steps)
+    from transformers import get_scheduler
+
+    scheduler = get_scheduler(cfg.lr_schedule, optimizer, num_warmup_steps=int(cfg.warmup_ratio * total_steps),
+                              num_training_steps=total_steps)
+    state = TrainState(history=[])
+    latest = latest_checkpoint(ckpt_root) if cfg.resume else None
+    if latest is not None:
+        saved = load_checkpoint(latest, model, optimizer, scheduler)
+        state = TrainState(**saved["state"])
+        _set_rng_state(saved["rng"])
+        if main:
+            print(f"resuming from {latest} (epoch {state.epoch + 1}, step {state.global_step})")
+    ddp_model = accelerator.prepare_model(model) if world > 1 else model
+    if cfg.compile:
+        ddp_model = torch.compile(ddp_model, dynamic=True)
+
+    tracker = Tracker(cfg.logger, out_dir / "logs", enabled=main)
+    stop = {"signal": None}
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        stop["signal"] = signum
+
+    old_handlers = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def checkpoint() -> None:
+        if main:
+            path = save_checkpoint(ckpt_root, state.global_step, model, optimizer, scheduler,
+                                   state.__dict__, _rng_state())
+            prune_checkpoints(ckpt_root, cfg.keep_checkpoints, keep=path)
+        accelerator.wait_for_everyone()
+
+    def finish_epoch() -> None:
+        """Evaluate the epoch just trained and record it; the checkpoint then holds the record."""
+        record = {
+            "epoch": state.epoch + 1, "step": state.global_step, "examples_seen": state.examples_seen,
+            "train_examples": len(train_examples),
+            "train_loss": state.epoch_loss_sum / max(state.epoch_tokens, 1),
+            "eval_loss": evaluate_loss(model, val_examples, cfg, device, amp, pad_id, keep_logits),
+            "train_seconds": round(state.train_seconds, 3),
+            "examples_per_s": round(state.examples_seen / max(state.train_seconds, 1e-9), 3),
+        }
+        if on_epoch_end is not None and main:
+            record.update(on_epoch_end(state.epoch + 1, model))
+        accelerator.wait_for_everyone()
+        state.history.append(record)
+        tracker.log({f"epoch/{k}": v for k, v in record.items() if isinstance(v, (int, float))}, state.global_step)
+        if main:
+            atomic_write_jsonl(out_dir / "epochs.jsonl", state.history)
+        state.epoch += 1
+        state.step_in_epoch = 0
+        state.epoch_loss_sum = 0.0
+        state.epoch_tokens = 0
+        state.pending_eval = False
+        if main:
+            latest_path = latest_checkpoint(ckpt_root)
+            if latest_path is not None:  # the epoch-end checkpoint now records the evaluation too
+                atomic_write_json(latest_path / "state.json", state.__dict__)
+
+    progress = None
+    if main and cfg.progress:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(total=total_steps, initial=state.global_step, desc="train", unit="step", dynamic_ncols=True)
+    try:
+        if state.pending_eval:
+            finish_epoch()
+        while state.epoch < cfg.epochs and state.global_step < total_steps:
+            order = step_order(len(train_examples), cfg.batch_size, cfg.seed, state.epoch)
+            running = torch.zeros((), dtype=torch.float64, device=device)
+            while state.step_in_epoch < len(order):
+                t0 = time.perf_counter()
+                step_idx = order[state.step_in_epoch][rank::world]
+                mbs = micro_batches(step_idx, train_examples, cfg.micro_batch_tokens, cfg.packing)
+                batches = [collate([train_examples[i] for i in mb], cfg.packing, pad_id, device) for mb in mbs]
+                n_tokens = sum(n for _, n in batches)
+                step_loss = torch.zeros((), dtype=torch.float64, device=device)
+                for j, (batch, _) in enumerate(batches):
+                    sync = j == len(batches) - 1
+                    ctx = accelerator.no_sync(ddp_model) if (world > 1 and not sync) else contextlib.nullcontext()
+                    with ctx, torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                        loss = completion_loss(ddp_model, batch, keep_logits)
+                    (loss / max(n_tokens, 1)).backward()
+                    step_loss += loss.detach().double()
+                if cfg.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                state.train_seconds += time.perf_counter() - t0
+                state.global_step += 1
+                state.step_in_epoch += 1
+                state.examples_seen += len(order[state.step_in_epoch - 1])
+                # Summed on the device; read back (a host sync) only at log points.
+                running += step_loss
+                state.epoch_tokens += n_tokens
+                log_now = state.global_step % 10 == 0 or state.step_in_epoch == len(order)
+                if log_now:
+                    state.epoch_loss_sum += float(running.item())
+                    running.zero_()
+                    mean = state.epoch_loss_sum / max(state.epoch_tokens, 1)
+                    tracker.log({"train/loss": mean, "train/lr": scheduler.get_last_lr()[0]}, state.global_step)
+                    if progress is not None:
+                        progress.set_postfix(epoch=state.epoch + 1, loss=f"{mean:.4f}")
+                if progress is not None:
+                    progress.update(1)
+                epoch_done = state.step_in_epoch == len(order)
+                out_of_steps = state.global_step >= total_steps
+                if epoch_done or out_of_steps:
+                    if not log_now:
+                        state.epoch_loss_sum += float(running.item())
+                        running.zero_()
+                    state.pending_eval = True
+                    checkpoint()
+                    finish_epoch()
+                    break
+                if stop["signal"] is not None or (cfg.save_every_steps and state.global_step % cfg.save_every_steps == 0):
+                    state.epoch_loss_sum += float(running.item())
+                    running.zero_()
+                    checkpoint()
+                if stop["signal"] is not None:
+                    raise TrainingInterrupted(
+                        f"stopped by signal {stop['signal']}; checkpoint saved in {ckpt_root}, run again to resume"
+                    )
+    finally:
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+        if progress is not None:
+            progress.close()
+        tracker.close()
+    return dict(state.__dict__)
+
+
+def remove_checkpoints(out_dir: str | Path) -> None:
+    shutil.rmtree(Path(out_dir) / "checkpoints", ignore_errors=True)

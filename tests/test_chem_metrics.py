@@ -1,0 +1,132 @@
+"""Chemistry scores and verified decoding on hand-made right and wrong predictions."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+pytest.importorskip("rdkit")
+pytest.importorskip("jpype")
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from seqtune.chem import CHEM_TASKS, molecules  # noqa: E402
+from seqtune.chem.metrics import score  # noqa: E402
+from seqtune.chem.verify import first_consistent  # noqa: E402
+
+CAFFEINE = "Cn1c(=O)c2c(ncn2C)n(C)c1=O"
+CAFFEINE_NAME = "1,3,7-trimethyl-3,7-dihydro-1H-purine-2,6-dione"
+GARBAGE = ["", "   ", "\U0001f600\u00e9\u4e2d", "\ud800broken surrogate", "x" * 100_000, "(((((", "\x00C"]
+
+
+def test_smiles2iupac_scores():
+    preds = [
+        CAFFEINE_NAME,
+        "caffeine",
+        "1,3,7-trimethylpurine-2,6-dione",
+        "1,3-dimethyl-7H-purine-2,6-dione",
+        "benzene",
+        "?!",
+        "",
+    ]
+    summary, rows = score("smiles2iupac", [CAFFEINE] * len(preds), preds, [CAFFEINE_NAME] * len(preds))
+    assert [r["opsin_parsable"] for r in rows] == [True, True, True, True, True, False, False]
+    # A different valid name of the same molecule counts as right; theophylline and benzene do not.
+    assert [r["same_molecule"] for r in rows] == [True, True, True, False, False, False, False]
+    assert [r["same_inchikey"] for r in rows] == [True, True, True, False, False, False, False]
+    assert rows[0]["tanimoto"] == 1.0 and 0.0 < rows[3]["tanimoto"] < 1.0 and rows[5]["tanimoto"] == 0.0
+    assert summary["opsin_parsable_pct"] == pytest.approx(500 / 7)
+    assert summary["same_molecule_pct"] == pytest.approx(300 / 7)
+    assert summary["same_inchikey_pct"] == pytest.approx(300 / 7)
+    assert summary["mean_tanimoto"] == pytest.approx(sum(r["tanimoto"] for r in rows) / 7)
+    json.dumps([summary, rows])  # the core writes these as JSON
+
+
+def test_smiles2iupac_uses_reference_name_when_input_is_not_smiles():
+    summary, _ = score("smiles2iupac", ["not smiles"], [CAFFEINE_NAME], ["caffeine"])
+    assert summary["same_molecule_pct"] == 100.0
+
+
+@pytest.mark.parametrize("task", ["iupac2smiles", "randomsmiles2canonical"])
+def test_smiles_scores(task):
+    inputs = [CAFFEINE_NAME if task == "iupac2smiles" else "CN1C=NC2=C1C(=O)N(C(=O)N2C)C"] * 4
+    preds = [CAFFEINE, "CN1C=NC2=C1C(=O)N(C(=O)N2C)C", "c1ccccc1", "C1CC"]
+    summary, rows = score(task, inputs, preds, [CAFFEINE] * 4)
+    assert [r["valid_smiles"] for r in rows] == [True, True, True, False]
+    assert [r["canonical_match"] for r in rows] == [True, True, False, False]
+    assert [r["exact_string"] for r in rows] == [True, False, False, False]
+    assert summary["valid_smiles_pct"] == 75.0
+    assert summary["canonical_match_pct"] == 50.0
+    assert summary["exact_string_pct"] == 25.0
+    assert 0.5 < summary["mean_tanimoto"] < 0.6
+
+
+def test_formula_scores():
+    summary, rows = score(
+        "smiles2formula", ["CCO"] * 4, ["C2H6O", "H6C2O", "C2H5O", "ethanol"], ["C2H6O"] * 4
+    )
+    assert [r["formula_match"] for r in rows] == [True, True, False, False]
+    assert [r["valid_formula"] for r in rows] == [True, True, True, False]
+    assert summary["formula_match_pct"] == 50.0 and summary["exact_string_pct"] == 25.0
+    assert summary["mean_element_count_error"] == pytest.approx((0 + 0 + 1 + 9) / 4)
+
+
+def test_inchi_scores():
+    ethanol = "InChI=1S/C2H6O/c1-2-3/h3H,2H2,1H3"
+    summary, rows = score(
+        "smiles2inchi", ["CCO"] * 4, [ethanol, "InChI=1S/CH4/h1H4", "C2H6O", ""], [ethanol] * 4
+    )
+    assert [r["valid_inchi"] for r in rows] == [True, True, False, False]
+    assert [r["same_molecule"] for r in rows] == [True, False, False, False]
+    assert summary["valid_inchi_pct"] == 50.0 and summary["same_molecule_pct"] == 25.0
+
+
+@pytest.mark.parametrize("task", sorted(CHEM_TASKS))
+def test_every_score_survives_garbage(task):
+    n = len(GARBAGE)
+    inputs = GARBAGE if task != "smiles2iupac" else [CAFFEINE] * n
+    summary, rows = score(task, inputs, GARBAGE, GARBAGE)
+    assert len(rows) == n and summary["n"] == n
+    assert all(math.isfinite(v) and 0.0 <= v <= 100.0 for v in summary.values() if v != summary["n"])
+
+
+def test_score_rejects_mismatched_lengths_and_unknown_tasks():
+    with pytest.raises(ValueError):
+        score("smiles2iupac", ["C"], [], ["methane"])
+    with pytest.raises(ValueError):
+        score("translation", ["C"], ["C"], ["C"])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.text(max_size=60), min_size=1, max_size=4))
+def test_name_and_smiles_scores_never_raise(texts):
+    for task in ("smiles2iupac", "iupac2smiles", "smiles2inchi", "smiles2formula"):
+        summary, rows = score(task, texts, texts, texts)
+        assert len(rows) == len(texts)
+
+
+def test_first_consistent_per_task():
+    assert first_consistent(
+        "smiles2iupac",
+        ["CCO", "CCO", "not smiles", CAFFEINE],
+        [["methanol", "ethanol"], ["?"], ["ethanol"], [CAFFEINE_NAME]],
+    ) == [1, None, None, 0]
+    assert first_consistent("iupac2smiles", ["ethanol", "gibberish"], [["CO", "OCC", "CCO"], ["CCO"]]) == [
+        1,
+        None,
+    ]
+    assert first_consistent("randomsmiles2canonical", ["OCC"], [["", "CCO"]]) == [1]
+    assert first_consistent("smiles2formula", ["CCO"], [["CH4", "H6C2O"]]) == [1]
+    assert first_consistent(
+        "smiles2inchi", ["CCO"], [["InChI=1S/CH4/h1H4", "InChI=1S/C2H6O/c1-2-3/h3H,2H2,1H3"]]
+    ) == [1]
+    assert first_consistent("smiles2iupac", ["CCO"], [[]]) == [None]
+
+
+def test_tanimoto_edge_cases():
+    assert molecules.tanimoto(None, "CCO") == 0.0
+    assert molecules.tanimoto("CCO", "CCO") == 1.0
+    assert 0.0 < molecules.tanimoto("CCO", "CCCO") < 1.0
