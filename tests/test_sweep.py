@@ -233,3 +233,65 @@ def test_shipped_paper_sweeps_are_valid(name: str, n_runs: int) -> None:
     specs = expand(load_sweep(path))
     assert len(specs) == n_runs
     assert all(s.run_dir.parent == Path("runs") / name for s in specs)
+
+
+def _cli_reads_paths_with_equals() -> bool:
+    """Whether `seqtune run DIR/key=value/config.yaml` takes the argument as a path (not as an override)."""
+    from seqtune import cli
+
+    try:
+        cli._config(["x=1/config.yaml"])
+    except ConfigError as err:
+        return "not found" in str(err)
+    return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _cli_reads_paths_with_equals(),
+                    reason="seqtune run reads a config path containing '=' as an override (cli._config)")
+def test_end_to_end_tiny_sweep(tmp_path: Path, tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    """3 data sizes x 2 formats of a tiny model through real `seqtune run` subprocesses, then the report."""
+    import re
+
+    import pandas as pd
+
+    from seqtune.report import main as report_main
+
+    words = ["methyl", "ethyl", "propyl", "butyl", "pentyl", "hexyl", "oxy", "amino", "hydroxy", "chloro"]
+    pairs = [(f"{w} {i}", f"{words[(i * 7 + 3) % 10]}-{words[(i * 3 + 1) % 10]}") for i, w in enumerate(words * 2)]
+    data = tmp_path / "data"
+    data.mkdir()
+    for split, rows in (("train", pairs), ("val", pairs[:4]), ("test", pairs[:4])):
+        (data / f"{split}.jsonl").write_text("".join(json.dumps({"input": a, "output": b}) + "\n" for a, b in rows))
+    monkeypatch.chdir(tmp_path)  # relative out_dir and data path, as a user would write them
+    path = write_sweep(tmp_path, {
+        "out_dir": "out",
+        "base": {"data": {"path": "data", "task": "toy", "dedupe": False, "test_size": 4, "val_size": 4},
+                 "model": {"name": str(tiny_llama_dir)},
+                 "train": {"epochs": 2, "lr": 3e-3, "batch_size": 4, "progress": False, "logger": "none",
+                           "precision": "fp32"},
+                 "generate": {"max_new_tokens": 8}},
+        "grid": {"data.train_size": [4, 8, 16], "model.format": ["instruct", "plain"]},
+    })
+    assert main([str(path)]) == 0, capsys.readouterr()
+    out = tmp_path / "out"
+    runs = sorted(p.parent for p in out.glob("*/metrics.json"))
+    assert len(runs) == 6
+    df = pd.read_csv(out / "results.csv")
+    assert df["kind"].value_counts().to_dict() == {"epoch": 12, "base": 6, "final": 6}
+    assert sorted(df.loc[df["kind"] == "final", "train_examples"]) == [4, 4, 8, 8, 16, 16]
+    assert (out / "results.md").read_text().startswith("# Results")
+
+    assert report_main([str(out)]) == 0
+    html = (out / "report.html").read_text()
+    # data-size curve, epochs curve, format comparison (one model: the model-size plot is skipped)
+    assert len(re.findall(r'src="data:image/png;base64,', html)) == 3
+    assert "Scores vs model size</b> skipped" in html
+    assert len(list((out / "report_plots").glob("*.png"))) == 3 and (out / "report.md").is_file()
+
+    logs = {r: (r / "sweep.log").read_text() for r in runs}
+    capsys.readouterr()
+    assert main([str(path)]) == 0
+    assert capsys.readouterr().out.count("done, skipped") == 6
+    assert all((r / "sweep.log").read_text() == log for r, log in logs.items())  # nothing re-ran

@@ -98,6 +98,8 @@ def _style(ax: Any, xlabel: str, ylabel: str) -> None:
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
     ax.set_ylim(bottom=0)  # both scores are bounded below by 0; an auto axis would exaggerate small gaps
+    if ax.get_ylim()[1] < 1:  # all-zero exact match: show "0 of 0-1 %", not a 0-0.05 axis
+        ax.set_ylim(0, 1)
 
 
 def _lines(rows: pd.DataFrame, x: str, line_by: str, title: str, xlabel: str, slug: str, caption: str,
@@ -166,7 +168,7 @@ def plot_epochs(epochs: pd.DataFrame, keys: list[str]) -> list[Plot]:
         if not _enough(sub, "epoch", "run"):
             continue
         name = f"{title}: {model}" if len(models) > 1 else title
-        caption = (f"Validation scores after each epoch of {model}; one line per number of training examples. "
+        caption = (f"Held-out scores after each epoch of {model}; one line per number of training examples. "
                    f"{_fixed_text(fixed)}")
         s = f"{slug}_{model}" if len(models) > 1 else slug
         s = "".join(c if c.isalnum() or c in "._-" else "-" for c in s)

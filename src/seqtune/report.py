@@ -71,7 +71,7 @@ td.mono{font-family:ui-monospace,Menlo,Consolas,monospace;word-break:break-all;m
 <p>Final scores on the test split; <code>base_exact_match</code> is the untrained model. Edit distance is the
 mean normalized Levenshtein distance (0 = identical).</p>
 {{ final_table }}
-{% if epoch_table %}<details><summary>Per-epoch scores (validation)</summary>{{ epoch_table }}</details>{% endif %}
+{% if epoch_table %}<details><summary>Per-epoch scores (held-out split)</summary>{{ epoch_table }}</details>{% endif %}
 </body></html>
 """
 

@@ -12,6 +12,7 @@ import argparse
 import io
 import json
 import math
+import numbers
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,11 +30,11 @@ METRICS_FILE = "metrics.json"
 RUN_INFO_FILE = "run.json"
 ERROR_FILE = "error.txt"
 
-FIXED_COLUMNS = ["model", "n_params", "method", "format", "train_examples", "epoch",
+FIXED_COLUMNS = ["model", "n_params", "n_trainable", "method", "format", "train_examples", "epoch",
                  "exact_match", "edit_distance"]
 TAIL_COLUMNS = ["train_loss", "eval_loss", "examples_seen", "train_seconds", "examples_per_s"]
 # Bookkeeping keys of epochs.jsonl / metrics.json that are not scores.
-NOT_SCORES = {"epoch", "step", "train_examples", "examples_seen", "train_seconds", "examples_per_s",
+NOT_SCORES = {"n", "n_trainable", "epoch", "step", "train_examples", "examples_seen", "train_seconds", "examples_per_s",
               "train_loss", "eval_loss", "n_params", "epochs", "model", "method", "format", "lr"}
 # Config keys that differ between runs without being an experimental setting.
 NOT_SETTINGS = {"out_dir", "train.progress", "train.logger", "train.resume", "train.keep_checkpoints",
@@ -153,6 +154,7 @@ def run_rows(run: dict[str, Any], keys: list[str], name: str) -> list[dict[str, 
     common.update({
         "model": train.get("model") or cfg.get("model.name"),
         "n_params": train.get("n_params") or info.get("n_params"),
+        "n_trainable": train.get("n_trainable") or info.get("n_trainable"),
         "method": train.get("method") or cfg.get("model.method"),
         "format": train.get("format") or cfg.get("model.format"),
     })
@@ -213,7 +215,8 @@ def display_columns(df: pd.DataFrame, keys: list[str], columns: list[str]) -> li
     for key, col in twins.items():
         if key in df and col in df and (df[key].astype(str) == df[col].astype(str)).all():
             drop.add(key)
-    return [c for c in columns if c in df.columns and c not in drop]
+    # All-empty columns (no chemistry scores, no LoRA counts) only widen the table.
+    return [c for c in columns if c in df.columns and c not in drop and df[c].notna().any()]
 
 
 def score_columns(df: pd.DataFrame, keys: list[str]) -> list[str]:
@@ -223,20 +226,23 @@ def score_columns(df: pd.DataFrame, keys: list[str]) -> list[str]:
 
 
 def fmt_cell(value: Any, column: str) -> str:
-    """A table cell as text: parameter counts as 135.0M, edit distances to 3 decimals."""
+    """A table cell as text: parameter counts as 135.0M, edit distances to 3 decimals, % to 1."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    if column == "n_params" and isinstance(value, (int, float)):
-        return f"{value / 1e6:.1f}M" if value < 1e9 else f"{value / 1e9:.2f}B"
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return str(value)
+    if column in ("n_params", "n_trainable"):
+        for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+            if value >= scale:
+                return f"{value / scale:.{2 if unit == 'B' else 1}f}{unit}"
+        return str(int(value))
     if column == "edit_distance" or column.endswith("_loss"):
-        return f"{value:.3f}" if isinstance(value, (int, float)) else str(value)
-    if isinstance(value, (int, float)) and (column in ONE_DECIMAL or column.endswith("_pct")):
+        return f"{value:.3f}"
+    if column in ONE_DECIMAL or column.endswith("_pct"):
         return f"{value:.1f}"
-    if isinstance(value, float):
-        if value.is_integer():  # ints that pandas turned into floats next to missing values
-            return str(int(value))
-        return f"{value:.1f}" if abs(value) >= 1 else f"{value:.4g}"
-    return str(value)
+    if float(value).is_integer():  # also ints that pandas turned into floats next to missing values
+        return str(int(value))
+    return f"{value:.1f}" if abs(value) >= 1 else f"{value:.4g}"
 
 
 def markdown_table(df: pd.DataFrame, columns: list[str] | None = None) -> str:
@@ -277,7 +283,7 @@ def results_markdown(df: pd.DataFrame, keys: list[str], title: str = "Results") 
     if not epochs.empty:
         cols = ["run", *keys, "epoch", "exact_match", "edit_distance", *score_columns(df, keys),
                 "train_loss", "eval_loss", "train_seconds"]
-        parts += ["<details><summary>Per-epoch scores (validation)</summary>", "",
+        parts += ["<details><summary>Per-epoch scores (held-out split)</summary>", "",
                   markdown_table(epochs, display_columns(epochs, keys, cols)), "", "</details>", ""]
     return "\n".join(parts)
 
