@@ -207,3 +207,13 @@ def test_metrics_json_is_truth_for_finished(tmp_path: Path) -> None:
     df, _ = collect(run)
     final = df[df["kind"] == "final"].iloc[0]
     assert final["exact_match"] == metrics["tuned"]["exact_match"]
+
+
+def test_epochs_without_scores_are_skipped_not_drawn(tmp_path: Path) -> None:
+    """train.eval_generate: false leaves losses only in epochs.jsonl."""
+    run = write_fake_run(tmp_path / "r", epochs=3)
+    rows = [{k: v for k, v in r.items() if k not in ("exact_match", "edit_distance")}
+            for r in map(json.loads, (run / "epochs.jsonl").read_text().splitlines())]
+    atomic_write_jsonl(run / "epochs.jsonl", rows)
+    html_path, _ = build_report(run)
+    assert "no per-epoch scores" in html_path.read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import stat
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_report import write_fake_run  # the run-folder layout helper shared with the report tests
 
-from seqtune.errors import ConfigError
+from seqtune.errors import ConfigError, SeqtuneError
 from seqtune.sweep import RunSpec, expand, load_sweep, main, parse_sweep, run_name, run_subprocess, run_sweep
 
 
@@ -146,6 +147,31 @@ def test_skip_finished_record_failures_and_retry(tmp_path: Path) -> None:
     summary = run_sweep(sweep, runner=stub2, retry_failed=True, log=lambda _: None)
     assert stub2.calls == [bad] and summary["counts"] == {"done": 3}
     assert not (sweep.out_dir / bad / "error.txt").exists()
+
+
+def test_one_sweep_per_folder(tmp_path: Path) -> None:
+    import socket
+
+    path = write_sweep(tmp_path, {"grid": {"data.train_size": [10]}})
+    out = tmp_path / "out"
+    out.mkdir()
+    lock = out / ".sweep.lock"
+    lock.write_text(f"{os.getpid()} {socket.gethostname()}")  # a live process holds it
+    stub = StubRunner()
+    with pytest.raises(SeqtuneError, match="another seqtune sweep"):
+        run_sweep(load_sweep(path), runner=stub, log=lambda _: None)
+    assert stub.calls == []
+    lock.write_text(f"999999999 {socket.gethostname()}")  # left by a killed sweep: taken over
+    run_sweep(load_sweep(path), runner=stub, log=lambda _: None)
+    assert stub.calls == ["data.train_size=10"] and not lock.exists()
+
+
+def test_summary_keeps_earlier_timings(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path, {"grid": {"data.train_size": [10]}})
+    first = run_sweep(load_sweep(path), runner=StubRunner(), log=lambda _: None)
+    again = run_sweep(load_sweep(path), runner=StubRunner(), log=lambda _: None)
+    assert again["runs"][0]["seconds"] == first["runs"][0]["seconds"]
+    assert again["runs"][0]["status"] == "done"
 
 
 def test_exit_zero_without_metrics_is_a_failure(tmp_path: Path) -> None:

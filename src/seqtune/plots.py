@@ -158,6 +158,12 @@ def plot_data_size(finals: pd.DataFrame, keys: list[str]) -> Plot:
 def plot_epochs(epochs: pd.DataFrame, keys: list[str]) -> list[Plot]:
     """Paper Figs. 3-4: scores vs epochs, one line per data size, one figure per model."""
     slug, title = "epochs", "Scores vs training epochs"
+    scored = [m for m, _ in METRICS if m in epochs]
+    # With train.eval_generate off, epochs carry losses only: nothing to draw in the paper's terms.
+    epochs = epochs.dropna(subset=scored, how="all") if scored else epochs.iloc[0:0]
+    if epochs.empty:
+        return [Plot(slug, title, skipped="no per-epoch scores (runs with train.eval_generate: false record "
+                                          "losses only).")]
     rows, fixed = pick_slice(epochs, ["train_examples", "model", "epoch"], keys)
     if not _enough(rows, "epoch", "run"):
         return [Plot(slug, title, skipped="needs a run with at least two evaluated epochs.")]

@@ -44,11 +44,12 @@ SEARCH_DEPTH = 3
 SKIP_DIRS = {"model", "predictions", "checkpoints", "report_plots"}
 
 
-def _flatten(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`{"data": {"train_size": 1}}` -> `{"data.train_size": 1}`."""
     flat: dict[str, Any] = {}
     for key, value in nested.items():
         if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
@@ -86,6 +87,15 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def run_status(run_dir: Path) -> str:
+    """done (metrics.json, written last, exists), failed (error.txt from the sweep), incomplete (started), pending."""
+    if (run_dir / METRICS_FILE).is_file():
+        return "done"
+    if (run_dir / ERROR_FILE).is_file():
+        return "failed"
+    return "incomplete" if (run_dir / RUN_INFO_FILE).is_file() or (run_dir / EPOCHS_FILE).is_file() else "pending"
+
+
 def load_run(run_dir: str | Path) -> dict[str, Any]:
     """Everything the table needs from one run folder; missing files are None/empty, never errors."""
     run_dir = Path(run_dir)
@@ -102,10 +112,9 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
             with open(run_dir / EPOCHS_FILE, encoding="utf-8") as fh:
                 epochs = [json.loads(ln) for ln in fh if ln.strip() and ln.rstrip().endswith("}")]
     metrics = _read_json(run_dir / METRICS_FILE)
-    status = "done" if metrics is not None else "failed" if (run_dir / ERROR_FILE).is_file() else "incomplete"
-    return {"dir": run_dir, "config": _flatten(config if isinstance(config, dict) else {}),
+    return {"dir": run_dir, "config": flatten(config if isinstance(config, dict) else {}),
             "epochs": epochs, "metrics": metrics, "info": _read_json(run_dir / RUN_INFO_FILE) or {},
-            "status": status}
+            "status": run_status(run_dir)}
 
 
 def setting_keys(runs: list[dict[str, Any]], root: Path | None = None) -> list[str]:

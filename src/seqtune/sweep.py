@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import functools
 import hashlib
 import itertools
+import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,14 +33,13 @@ import yaml
 from seqtune.config import RunConfig, config_from_dict, config_to_dict, load_config, save_config
 from seqtune.errors import ConfigError, SeqtuneError
 from seqtune.io import atomic_write_json, atomic_write_text
-from seqtune.results import write_results
+from seqtune.results import ERROR_FILE, METRICS_FILE, flatten, run_status, write_results
 
 SWEEP_KEYS = ("description", "base_config", "base", "out_dir", "grid", "zip")
 # Files the sweep writes into a run folder; the run pipeline owns all others.
-ERROR_FILE = "error.txt"
 LOG_FILE = "sweep.log"
-DONE_FILE = "metrics.json"
 SUMMARY_FILE = "sweep.json"
+LOCK_FILE = ".sweep.lock"
 ERROR_TAIL_LINES = 60
 NAME_MAX = 150  # well under the 255-byte limit of common filesystems, leaving room for suffixes
 
@@ -115,21 +117,6 @@ def _flatten_axes(raw: Any, where: str, prefix: str = "") -> dict[str, list[Any]
     return flat
 
 
-def flatten(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """`{"data": {"train_size": 1}}` -> `{"data.train_size": 1}`."""
-    flat: dict[str, Any] = {}
-    for key, value in nested.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def _config_keys() -> set[str]:
-    return set(flatten(config_to_dict(RunConfig())))
-
-
 def parse_sweep(raw: Any, source: str, base_dir: Path | None = None) -> Sweep:
     """Check a sweep mapping's shape (not yet the expanded configs) and build a Sweep."""
     if raw is None:
@@ -163,7 +150,7 @@ def parse_sweep(raw: Any, source: str, base_dir: Path | None = None) -> Sweep:
 
     grid = _flatten_axes(raw.get("grid") or {}, f"{source}: grid")
     zipped = _flatten_axes(raw.get("zip") or {}, f"{source}: zip")
-    known = _config_keys()
+    known = set(flatten(config_to_dict(RunConfig())))
     for section, axes in (("grid", grid), ("zip", zipped)):
         for key in axes:
             if key == "out_dir":
@@ -245,15 +232,6 @@ def expand(sweep: Sweep) -> list[RunSpec]:
     return specs
 
 
-def run_state(run_dir: Path) -> str:
-    """done (metrics.json written), failed (error.txt from a previous attempt), or pending."""
-    if (run_dir / DONE_FILE).is_file():
-        return "done"
-    if (run_dir / ERROR_FILE).is_file():
-        return "failed"
-    return "pending"
-
-
 def _config_changes(spec: RunSpec) -> list[str]:
     """Keys whose value differs between the spec and a config.yaml already in the run folder."""
     existing = spec.run_dir / "config.yaml"
@@ -271,7 +249,7 @@ def _config_changes(spec: RunSpec) -> list[str]:
 def check_existing(specs: list[RunSpec]) -> None:
     """Refuse to skip a finished run whose config no longer matches the sweep: its results would lie."""
     for spec in specs:
-        if run_state(spec.run_dir) == "done":
+        if run_status(spec.run_dir) == "done":
             changes = _config_changes(spec)
             if changes:
                 raise ConfigError(
@@ -334,13 +312,27 @@ def run_sweep(sweep: Sweep, *, retry_failed: bool = False, runner: Runner | None
     specs = expand(sweep)
     check_existing(specs)
     runner = runner or run_subprocess
+    with _sweep_lock(sweep.out_dir):
+        return _run_all(sweep, specs, retry_failed, runner, log)
+
+
+def _run_all(sweep: Sweep, specs: list[RunSpec], retry_failed: bool, runner: Runner,
+             log: Callable[[str], None]) -> dict[str, Any]:
+    summary_path = sweep.out_dir / SUMMARY_FILE
+    # Keep the timings and exit codes of earlier invocations for the runs this one skips.
+    previous = {}
+    if summary_path.is_file():
+        with contextlib.suppress(ValueError, OSError, KeyError, TypeError):
+            previous = {r["name"]: r for r in json.loads(summary_path.read_text(encoding="utf-8"))["runs"]}
     records: dict[str, dict[str, Any]] = {}
     for spec in specs:
-        state = run_state(spec.run_dir)
-        records[spec.name] = {"status": state}
+        state = run_status(spec.run_dir)
+        old = previous.get(spec.name, {})
+        records[spec.name] = {k: v for k, v in old.items() if k in ("exit_code", "seconds")} \
+            if old.get("status") == state else {}
+        records[spec.name]["status"] = state
         if state == "failed":
             records[spec.name]["error"] = _error_line(spec.run_dir)
-    summary_path = sweep.out_dir / SUMMARY_FILE
     atomic_write_json(summary_path, _summary(sweep, specs, records))
 
     for i, spec in enumerate(specs, 1):
@@ -357,15 +349,17 @@ def run_sweep(sweep: Sweep, *, retry_failed: bool = False, runner: Runner | None
         (spec.run_dir / ERROR_FILE).unlink(missing_ok=True)
         save_config(spec.config, spec.run_dir / "config.yaml")
         log(f"{tag}: running")
+        records[spec.name] = {"status": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        atomic_write_json(summary_path, _summary(sweep, specs, records))
         start = time.monotonic()
         code = runner(spec, spec.run_dir / LOG_FILE)
         seconds = round(time.monotonic() - start, 1)
         rec: dict[str, Any] = {"exit_code": code, "seconds": seconds}
-        if code == 0 and run_state(spec.run_dir) == "done":
+        if code == 0 and run_status(spec.run_dir) == "done":
             rec["status"] = "done"
             log(f"{tag}: done in {seconds:.0f} s")
         else:
-            reason = f"exit code {code}" if code != 0 else f"exit code 0 but no {DONE_FILE} was written"
+            reason = f"exit code {code}" if code != 0 else f"exit code 0 but no {METRICS_FILE} was written"
             tail = _tail(spec.run_dir / LOG_FILE, ERROR_TAIL_LINES)
             atomic_write_text(spec.run_dir / ERROR_FILE,
                               f"{reason}\nlog: {spec.run_dir / LOG_FILE}\n\n" + "\n".join(tail) + "\n")
@@ -374,6 +368,44 @@ def run_sweep(sweep: Sweep, *, retry_failed: bool = False, runner: Runner | None
         records[spec.name] = rec
         atomic_write_json(summary_path, _summary(sweep, specs, records))
     return _summary(sweep, specs, records)
+
+
+@contextlib.contextmanager
+def _sweep_lock(out_dir: Path) -> Iterator[None]:
+    """One sweep per folder: two would train the same runs into the same files at once."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lock = out_dir / LOCK_FILE
+    me = f"{os.getpid()} {socket.gethostname()}"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            owner = lock.read_text(encoding="utf-8", errors="replace").split() if lock.is_file() else []
+            pid = int(owner[0]) if owner and owner[0].isdigit() else None
+            host = owner[1] if len(owner) > 1 else socket.gethostname()
+            if pid is not None and (host != socket.gethostname() or _alive(pid)):
+                raise SeqtuneError(f"{out_dir}: another seqtune sweep (pid {pid} on {host}) is running here; "
+                                   f"wait for it, or delete {lock} if it is gone") from None
+            lock.unlink(missing_ok=True)  # left behind by a sweep that was killed
+    else:
+        raise SeqtuneError(f"{lock}: cannot take the sweep lock")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(me)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        pass
+    return True
 
 
 def _error_line(run_dir: Path) -> str:
@@ -385,8 +417,8 @@ def _error_line(run_dir: Path) -> str:
 def _print_plan(specs: list[RunSpec], retry_failed: bool) -> None:
     width, n_run = max(len(s.name) for s in specs), 0
     for s in specs:
-        state = run_state(s.run_dir)
-        will_run = state == "pending" or (state == "failed" and retry_failed)
+        state = run_status(s.run_dir)
+        will_run = state in ("pending", "incomplete") or (state == "failed" and retry_failed)
         n_run += will_run
         print(f"{s.name:<{width}}  {state:<8} {'run' if will_run else 'skip'}")
     print(f"{len(specs)} runs, {n_run} to run, out_dir {specs[0].run_dir.parent}")
