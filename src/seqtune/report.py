@@ -24,6 +24,7 @@ from seqtune.plots import Plot, make_plots
 from seqtune.results import (
     collect,
     display_columns,
+    error_line,
     final_table,
     find_runs,
     fmt_cell,
@@ -127,13 +128,8 @@ def _md_code(text: str) -> str:
 
 def _failed(root: Path, df: pd.DataFrame) -> list[tuple[str, str]]:
     dirs = _run_dirs(root)
-    out = []
-    for name in df.loc[df["status"] == "failed", "run"].drop_duplicates():
-        err_file = dirs.get(name, root) / "error.txt"
-        lines = [ln.strip() for ln in err_file.read_text(encoding="utf-8", errors="replace").splitlines()
-                 if ln.strip()] if err_file.is_file() else []
-        out.append((str(name), lines[-1] if lines else "see error.txt"))
-    return out
+    return [(str(name), error_line(dirs.get(name, root)))
+            for name in df.loc[df["status"] == "failed", "run"].drop_duplicates()]
 
 
 def build_report(root: str | Path, out_dir: str | Path | None = None, worst_n: int = WORST_N) -> tuple[Path, Path]:

@@ -9,6 +9,7 @@ epochs they completed, so a half-done sweep can already be looked at.
 from __future__ import annotations
 
 import argparse
+import collections
 import io
 import json
 import math
@@ -94,6 +95,20 @@ def run_status(run_dir: Path) -> str:
     if (run_dir / ERROR_FILE).is_file():
         return "failed"
     return "incomplete" if (run_dir / RUN_INFO_FILE).is_file() or (run_dir / EPOCHS_FILE).is_file() else "pending"
+
+
+def tail_lines(path: Path, n: int) -> list[str]:
+    """The last n lines of a text file ([] when missing); of each tqdm redraw only its final state."""
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return [line.rstrip("\n").split("\r")[-1] for line in collections.deque(fh, maxlen=n)]
+
+
+def error_line(run_dir: Path) -> str:
+    """The most telling line of a failed run's error.txt: the last non-empty one (a traceback's exception)."""
+    lines = [ln.strip() for ln in tail_lines(run_dir / ERROR_FILE, 100) if ln.strip()]
+    return lines[-1] if lines else "unknown error (no error.txt)"
 
 
 def load_run(run_dir: str | Path) -> dict[str, Any]:

@@ -33,7 +33,16 @@ import yaml
 from seqtune.config import RunConfig, config_from_dict, config_to_dict, load_config, save_config
 from seqtune.errors import ConfigError, SeqtuneError
 from seqtune.io import atomic_write_json, atomic_write_text
-from seqtune.results import ERROR_FILE, METRICS_FILE, flatten, run_status, write_results
+from seqtune.results import (
+    ERROR_FILE,
+    METRICS_FILE,
+    NOT_SETTINGS,
+    error_line,
+    flatten,
+    run_status,
+    tail_lines,
+    write_results,
+)
 
 SWEEP_KEYS = ("description", "base_config", "base", "out_dir", "grid", "zip")
 # Files the sweep writes into a run folder; the run pipeline owns all others.
@@ -243,7 +252,8 @@ def _config_changes(spec: RunSpec) -> list[str]:
         return ["(unreadable config.yaml)"]
     new = flatten(config_to_dict(spec.config))
     old_flat = flatten(old)
-    return [k for k in new if k != "out_dir" and old_flat.get(k) != new[k]]
+    # Keys that change how a run is logged but not its results (progress bars, loggers) do not count.
+    return [k for k in new if k not in NOT_SETTINGS and old_flat.get(k) != new[k]]
 
 
 def check_existing(specs: list[RunSpec]) -> None:
@@ -290,14 +300,6 @@ def run_subprocess(spec: RunSpec, log_path: Path, echo: bool = False) -> int:
             raise
 
 
-def _tail(path: Path, n: int) -> list[str]:
-    if not path.is_file():
-        return []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        # tqdm redraws with carriage returns; keep only the last state of each line.
-        return [line.rstrip("\n").split("\r")[-1] for line in collections.deque(fh, maxlen=n)]
-
-
 def _summary(sweep: Sweep, specs: list[RunSpec], records: dict[str, dict[str, Any]]) -> dict[str, Any]:
     runs = [{"name": s.name, "dir": str(s.run_dir), "settings": s.settings, **records[s.name]} for s in specs]
     counts = collections.Counter(r["status"] for r in runs)
@@ -332,7 +334,7 @@ def _run_all(sweep: Sweep, specs: list[RunSpec], retry_failed: bool, runner: Run
             if old.get("status") == state else {}
         records[spec.name]["status"] = state
         if state == "failed":
-            records[spec.name]["error"] = _error_line(spec.run_dir)
+            records[spec.name]["error"] = error_line(spec.run_dir)
     atomic_write_json(summary_path, _summary(sweep, specs, records))
 
     for i, spec in enumerate(specs, 1):
@@ -360,10 +362,10 @@ def _run_all(sweep: Sweep, specs: list[RunSpec], retry_failed: bool, runner: Run
             log(f"{tag}: done in {seconds:.0f} s")
         else:
             reason = f"exit code {code}" if code != 0 else f"exit code 0 but no {METRICS_FILE} was written"
-            tail = _tail(spec.run_dir / LOG_FILE, ERROR_TAIL_LINES)
+            tail = tail_lines(spec.run_dir / LOG_FILE, ERROR_TAIL_LINES)
             atomic_write_text(spec.run_dir / ERROR_FILE,
                               f"{reason}\nlog: {spec.run_dir / LOG_FILE}\n\n" + "\n".join(tail) + "\n")
-            rec.update(status="failed", error=_error_line(spec.run_dir))
+            rec.update(status="failed", error=error_line(spec.run_dir))
             log(f"{tag}: FAILED ({reason}): {rec['error']}")
         records[spec.name] = rec
         atomic_write_json(summary_path, _summary(sweep, specs, records))
@@ -406,12 +408,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # exists, owned by someone else
         pass
     return True
-
-
-def _error_line(run_dir: Path) -> str:
-    """The most telling line of error.txt: the last non-empty one (a traceback's exception)."""
-    lines = [ln.strip() for ln in _tail(run_dir / ERROR_FILE, ERROR_TAIL_LINES + 3) if ln.strip()]
-    return lines[-1] if lines else "unknown error"
 
 
 def _print_plan(specs: list[RunSpec], retry_failed: bool) -> None:
