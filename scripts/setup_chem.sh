@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Extra setup for seqtune's chemistry tasks on a fresh machine:
 #   1. a Java runtime for OPSIN (apt, only when `java` is missing),
-#   2. the chemistry Python packages (the `chem` extra), unless SEQTUNE_SKIP_PIP=1,
+#   2. the chemistry Python packages (those of the `chem` extra, named here so that
+#      pip does not touch torch & co.), unless SEQTUNE_SKIP_PIP=1,
 #   3. the MOSES data: the molsets wheel, downloaded without its dependencies
 #      (its pins break the environment) into ${SEQTUNE_CACHE:-~/.cache/seqtune}/molsets,
 #   4. a smoke test: OPSIN parses a name in-process.
@@ -24,8 +25,8 @@ fi
 java -version 2>&1 | head -1
 
 if [[ "${SEQTUNE_SKIP_PIP:-0}" != 1 ]]; then
-  echo "[setup_chem] installing the chem extra"
-  "$PY" -m pip install -q -e ".[chem]"
+  echo "[setup_chem] installing the chemistry packages"
+  "$PY" -m pip install -q "rdkit>=2024.3" "pyopsin>=1.1" "py2opsin>=1.2" "jpype1>=1.5" "openclatura>=0.4" "chemicals>=1.1"
 fi
 
 CACHE="${SEQTUNE_CACHE:-$HOME/.cache/seqtune}/molsets"

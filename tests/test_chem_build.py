@@ -7,10 +7,17 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("rdkit")
 pytest.importorskip("openclatura")
 pytest.importorskip("jpype")
+
+from seqtune.chem import opsin as _opsin  # noqa: E402
+
+if not _opsin.java_available():
+    pytest.skip("no Java runtime for OPSIN (scripts/setup_chem.sh installs one)", allow_module_level=True)
 
 from seqtune.chem import build, molecules, sources, splits  # noqa: E402
 
@@ -83,6 +90,7 @@ def test_rows_have_required_keys_and_no_molecule_is_in_two_splits(built):
     assert len(_rows(built.out_dir, "val")) >= 1 and len(_rows(built.out_dir, "test")) >= 1
 
 
+@pytest.mark.skipif(shutil.which("java") is None, reason="py2opsin needs a java executable")
 def test_every_pair_round_trips_through_an_independent_opsin_run(built, tmp_path):
     # py2opsin runs the OPSIN jar as a separate Java process, not through our JPype code.
     py2opsin = pytest.importorskip("py2opsin").py2opsin
@@ -264,3 +272,30 @@ def test_moses_source_reads_the_cached_wheel():
 def test_unknown_source_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="Unknown source"):
         sources.load_source(str(tmp_path / "nope.smi"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["", "c1ccccc1", "C1CCCCC1", "c1ccncc1", "C1CC1", "c1ccc2ccccc2c1"]),
+        min_size=1,
+        max_size=80,
+    ),
+    st.sampled_from([0.0, 0.1, 0.25, 3]),
+    st.sampled_from([0.0, 0.1, 0.2, 2]),
+    st.integers(0, 3),
+)
+def test_splits_partition_rows_and_scaffold_split_never_shares_a_scaffold(scaffolds, val, test, seed):
+    rows = [{"smiles": f"m{i}", "scaffold": s} for i, s in enumerate(scaffolds)]
+    for splitter in (splits.split_random, splits.split_scaffold):
+        parts = splitter(rows, val, test, seed)
+        ids = [r["smiles"] for name in splits.SPLITS for r in parts[name]]
+        assert sorted(ids) == sorted(r["smiles"] for r in rows)
+        assert parts == splitter(rows, val, test, seed)
+    parts = splits.split_random(rows, val, test, seed)
+    assert [len(parts[s]) for s in splits.SPLITS] == list(splits.split_sizes(len(rows), val, test))
+    scaffold_parts = splits.split_scaffold(rows, val, test, seed)
+    owners = {}
+    for name in splits.SPLITS:
+        for r in scaffold_parts[name]:
+            assert owners.setdefault(r["scaffold"], name) == name

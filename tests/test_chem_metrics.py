@@ -10,6 +10,11 @@ import pytest
 pytest.importorskip("rdkit")
 pytest.importorskip("jpype")
 
+from seqtune.chem import opsin as _opsin  # noqa: E402
+
+if not _opsin.java_available():
+    pytest.skip("no Java runtime for OPSIN (scripts/setup_chem.sh installs one)", allow_module_level=True)
+
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 

@@ -25,6 +25,8 @@ EXPECTED_NAMES = {
     L_ALANINE: "(2S)-2-aminopropanoic acid",
     E_BUTENE: "(2E)-but-2-ene",
 }
+needs_java = pytest.mark.skipif(not opsin.java_available(), reason="no Java runtime for OPSIN")
+
 FORMULAS = {
     CAFFEINE: "C8H10N4O2",
     ASPIRIN: "C9H8O4",
@@ -44,6 +46,7 @@ def test_task_set_is_importable_without_heavy_deps():
     }
 
 
+@needs_java
 @pytest.mark.parametrize("smiles", list(EXPECTED_NAMES))
 def test_smiles2iupac_names_round_trip_through_opsin(smiles):
     canonical = molecules.canonical_smiles(smiles)
@@ -53,6 +56,7 @@ def test_smiles2iupac_names_round_trip_through_opsin(smiles):
     assert molecules.canonical_smiles(opsin.parse_name(name)) == canonical
 
 
+@needs_java
 def test_stereo_is_kept_in_both_directions():
     name = EXPECTED_NAMES[L_ALANINE]
     assert molecules.canonical_smiles(opsin.parse_name(name)) == "C[C@H](N)C(=O)O"
@@ -61,6 +65,7 @@ def test_stereo_is_kept_in_both_directions():
     assert molecules.canonical_smiles(opsin.parse_name(EXPECTED_NAMES[E_BUTENE])) == "C/C=C/C"
 
 
+@needs_java
 def test_iupac2smiles_outputs_canonical_smiles():
     canonical = molecules.canonical_smiles(CAFFEINE)
     assert canonical == "Cn1c(=O)c2c(ncn2C)n(C)c1=O"

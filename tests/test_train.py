@@ -136,3 +136,37 @@ def test_lora_trains_adapters_only(tmp_path, tiny_llama_dir):
     model, _, info = load_finetuned(tmp_path / "run" / "model")  # merged: a plain transformers model
     assert not any("lora" in n for n, _ in model.named_parameters())
     assert info.format.name == "instruct" and info.task == "toy"
+
+
+def _oom_above(limit):
+    """completion_loss that fails like a GPU out of memory above `limit` tokens per pass."""
+    def fake(model, batch, keep):
+        if torch.is_grad_enabled() and batch["input_ids"].numel() > limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return completion_loss(model, batch, keep)
+    return fake
+
+
+def test_oom_message_names_batch_to_try(tmp_path, monkeypatch):
+    import seqtune.train as tr
+    from seqtune.errors import SeqtuneError
+
+    tok = make_tokenizer("llama")
+    monkeypatch.setattr(tr, "completion_loss", _oom_above(60))
+    with pytest.raises(SeqtuneError, match=r"out of memory with \d+ tokens per forward pass; try train.micro_batch_tokens=\d+"):
+        _train_run(tmp_path / "a", tok, make_model("llama", len(tok)))
+
+
+def test_oom_halving_gives_same_result(tmp_path, monkeypatch):
+    import seqtune.train as tr
+
+    tok = make_tokenizer("llama")
+    ref_model = make_model("llama", len(tok), seed=3)
+    ref = _train_run(tmp_path / "a", tok, ref_model)
+    monkeypatch.setattr(tr, "completion_loss", _oom_above(60))
+    model = make_model("llama", len(tok), seed=3)
+    got = _train_run(tmp_path / "b", tok, model, oom_halving=True)
+    for a, b in zip(ref["history"], got["history"]):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+    for p, q in zip(ref_model.parameters(), model.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)

@@ -36,7 +36,11 @@ def _config(args: list[str]) -> Any:
     from seqtune.config import load_config
 
     path = None
-    if args and not args[0].startswith("-") and "=" not in args[0]:
+    # The first argument is the config file unless it reads as an override; a path may
+    # contain '=' (sweep run folders do), so an existing file or a .yaml name wins.
+    if args and not args[0].startswith("-") and (
+        "=" not in args[0] or args[0].endswith((".yaml", ".yml")) or os.path.isfile(args[0])
+    ):
         path, args = args[0], args[1:]
     return load_config(path, args)
 
@@ -171,8 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     # Quieter logs from the libraries; our own messages carry what a user needs.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from seqtune.train import TrainingInterrupted
+
     try:
         return command(argv[1:])
+    except TrainingInterrupted as err:
+        print(f"seqtune: {err}", file=sys.stderr)
+        return 130
     except SeqtuneError as err:
         print(f"seqtune: error: {err}", file=sys.stderr)
         return 2

@@ -92,6 +92,8 @@ class TrainConfig:
     compile: bool = False
     # Stop after this many optimiser steps (0 = run all epochs); for smoke tests and benchmarks.
     max_steps: int = 0
+    # On out-of-memory, halve the tokens per forward pass and retry the step instead of stopping.
+    oom_halving: bool = False
     progress: bool = True
 
 

@@ -20,6 +20,7 @@ def generate(
     batch_size: int = 32,
     precision: str = "auto",
     progress: bool = False,
+    min_new_tokens: int = 0,
 ) -> list[list[str]]:
     """For each prompt (token ids), `num_return` decoded completions, best first."""
     from transformers import GenerationConfig
@@ -31,7 +32,7 @@ def generate(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     gen_cfg = GenerationConfig(
         do_sample=False, num_beams=num_beams, num_return_sequences=num_return, max_new_tokens=max_new_tokens,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=pad, early_stopping=True if num_beams > 1 else False,
+        min_new_tokens=min_new_tokens or None, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad, early_stopping=True if num_beams > 1 else False,
     )
     # Longest first: similar lengths share a batch (little padding) and an out-of-memory
     # error, if any, comes on the first batch rather than after an hour.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from rapidfuzz.distance import Levenshtein
@@ -28,20 +29,18 @@ def sequence_scores(predictions: list[str], references: list[str]) -> tuple[dict
 
 def score(task: str, inputs: list[str], predictions: list[str], references: list[str]
           ) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """Sequence scores, plus chemistry scores for chemistry tasks when RDKit/OPSIN are installed."""
+    """Sequence scores, plus chemistry scores (OPSIN round trip, validity, Tanimoto) for chemistry tasks."""
+    from seqtune.chem import CHEM_TASKS
+
     summary, rows = sequence_scores(predictions, references)
-    chem = _chem_module()
-    if chem is not None and task in chem.CHEM_TASKS:
-        chem_summary, chem_rows = chem.score(task, inputs, predictions, references)
-        summary.update(chem_summary)
+    if task in CHEM_TASKS:
+        try:
+            from seqtune.chem.metrics import score as chem_score
+        except ModuleNotFoundError as err:  # the chem extra (RDKit, JPype) is optional
+            warnings.warn(f"no chemistry scores for {task}: {err}", stacklevel=2)
+            return summary, rows
+        chem_summary, chem_rows = chem_score(task, inputs, predictions, references)
+        summary.update({k: v for k, v in chem_summary.items() if k != "n"})
         for r, c in zip(rows, chem_rows):
             r.update(c)
     return summary, rows
-
-
-def _chem_module() -> Any:
-    try:
-        from seqtune.chem import metrics as chem_metrics
-    except ImportError:
-        return None
-    return chem_metrics

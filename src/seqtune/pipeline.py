@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from seqtune import __version__
 from seqtune.batching import Example
 from seqtune.config import RunConfig, config_to_dict, save_config
@@ -70,21 +72,60 @@ def predict_pairs(model: Any, tokenizer: Any, fmt: PromptFormat, instruction: st
     """Decode the inputs of `pairs` and score the outputs against their references."""
     prompts = [encode_prompt(tokenizer, fmt, p.input, instruction) for p in pairs]
     g = cfg.generate
-    preds = [c[0] if c else "" for c in generate(
-        model, tokenizer, prompts, num_beams=g.num_beams, num_return=1, max_new_tokens=g.max_new_tokens,
-        batch_size=g.batch_size, precision=cfg.train.precision, progress=progress)]
+    verify = g.verify != "none"
+    k = max(g.candidates, g.num_beams) if verify else 1
+    outs = generate(model, tokenizer, prompts, num_beams=max(g.num_beams, k), num_return=k,
+                    max_new_tokens=g.max_new_tokens, batch_size=g.batch_size, precision=cfg.train.precision,
+                    progress=progress)
     inputs, refs = [p.input for p in pairs], [p.output for p in pairs]
+    preds = [c[0] if c else "" for c in outs]
+    extra: list[dict[str, Any]] = [{} for _ in pairs]
+    top_summary = None
+    if verify:
+        from seqtune.chem.verify import first_consistent
+
+        top_summary, _ = score(task, inputs, preds, refs)
+        picks = first_consistent(task, inputs, outs)
+        extra = [{"verified": pick is not None, "top_beam": top} for pick, top in zip(picks, preds)]
+        preds = [c[pick] if pick is not None else top for c, pick, top in zip(outs, picks, preds)]
     summary, rows = score(task, inputs, preds, refs)
-    per_example = [{"input": i, "reference": r, "prediction": p, **row} for i, r, p, row in zip(inputs, refs, preds, rows)]
+    if top_summary is not None:
+        # What verification adds: the same scores for the plain top beam.
+        summary.update({f"top_beam_{k}": v for k, v in top_summary.items() if k != "n"})
+        summary["verified_pct"] = 100.0 * sum(e["verified"] for e in extra) / max(len(extra), 1)
+    per_example = [{"input": i, "reference": r, "prediction": p, **row, **e}
+                   for i, r, p, row, e in zip(inputs, refs, preds, rows, extra)]
     return summary, per_example
 
 
-def _table(base: dict[str, Any] | None, tuned: dict[str, Any]) -> str:
-    keys = [k for k in tuned if k != "n" and isinstance(tuned[k], (int, float))]
-    lines = [f"{'metric':<24}{'base':>12}{'tuned':>12}"]
+def score_baseline(task: str, pairs: list[Pair]) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """The rules-based tool (openclatura, OPSIN, RDKit) scored as a 'model' on the same pairs."""
+    from seqtune.chem import CHEM_TASKS
+
+    if task not in CHEM_TASKS or not pairs:
+        return None
+    try:
+        from seqtune.chem.baseline import predict as baseline_predict
+    except ModuleNotFoundError:
+        return None
+    inputs, refs = [p.input for p in pairs], [p.output for p in pairs]
+    preds = baseline_predict(task, inputs)
+    summary, rows = score(task, inputs, preds, refs)
+    return summary, [{"input": i, "reference": r, "prediction": p, **row}
+                     for i, r, p, row in zip(inputs, refs, preds, rows)]
+
+
+def _table(columns: dict[str, dict[str, Any] | None]) -> str:
+    """Scores side by side: base model, tuned model, rules-based baseline."""
+    tuned = columns["tuned"] or {}
+    keys = [k for k in tuned if k != "n" and isinstance(tuned[k], (int, float)) and not k.startswith("top_beam_")]
+    lines = [f"{'metric':<24}" + "".join(f"{name:>12}" for name in columns)]
     for k in keys:
-        b = f"{base[k]:.4g}" if base and isinstance(base.get(k), (int, float)) else "-"
-        lines.append(f"{k:<24}{b:>12}{tuned[k]:>12.4g}")
+        cells = []
+        for col in columns.values():
+            v = (col or {}).get(k)
+            cells.append(f"{v:>12.4g}" if isinstance(v, (int, float)) else f"{'-':>12}")
+        lines.append(f"{k:<24}" + "".join(cells))
     return "\n".join(lines)
 
 
@@ -106,13 +147,19 @@ Load it with `seqtune predict --model THIS_FOLDER --input FILE` or `seqtune serv
 """
 
 
+def _train_only(cfg: RunConfig, model: Any, enc: dict[str, Encoded], tok: Any, out: Path) -> dict[str, Any]:
+    from seqtune.train import train
+
+    train(model, enc["train"].examples, enc["val"].examples, cfg.train, out, tok.pad_token_id)
+    return {}
+
+
 def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     """Run everything into cfg.out_dir; returns the contents of metrics.json."""
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    # Everything that can fail on bad input (data, format, model) happens before the
+    # first file is written, so a bad run leaves no half-made run folder behind.
     splits = load_splits(cfg.data)
-    save_splits(splits, out / "data")
     fmt = get_format(cfg.model.format)
     model, tok = load_model(cfg.model)
     n_params, n_trainable = count_params(model)
@@ -122,6 +169,18 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     if not enc["train"].examples:
         raise DataError(f"{cfg.data.path}: every training pair is longer than data.max_length={cfg.data.max_length}")
     test_pairs = enc["test"].kept
+    from accelerate import PartialState
+
+    # Under `accelerate launch` / `torchrun` every process trains; one writes files and scores.
+    # cpu=True is what lets torchrun / accelerate launch start gloo process groups on CPU-only machines.
+    dist = PartialState(cpu=not torch.cuda.is_available())
+    main = dist.is_main_process
+    model.to(dist.device)
+    if not main:
+        return _train_only(cfg, model, enc, tok, out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    save_splits(splits, out / "data")
     atomic_write_json(out / "run.json", {
         "versions": versions(), "data_hash": splits.digest(), "data": splits.stats,
         "dropped_overlength": {k: v.dropped for k, v in enc.items()},
@@ -172,7 +231,12 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     }
     info = ModelInfo(fmt, task, instruction, cfg.model.name, {"config": config_to_dict(cfg)})
     save_model(model, tok, out / "model", info, card=model_card(cfg, n_params, tuned, splits))
-    result = {"base": base, "tuned": tuned, "train": train_info}
+    baseline = None
+    scored = score_baseline(task, test_pairs)
+    if scored is not None:
+        baseline, rows = scored
+        atomic_write_jsonl(out / "predictions" / "baseline.jsonl", rows)
+    result = {"base": base, "tuned": tuned, "baseline": baseline, "train": train_info}
     atomic_write_json(out / "metrics.json", result)
-    print(_table(base, tuned))
+    print(_table({"base": base, "tuned": tuned, "rules": baseline}))
     return result

@@ -15,7 +15,7 @@ from seqtune.formats import get_format
 from seqtune.modeling import count_params, load_model
 
 
-def _time_steps(model: Any, examples: list, cfg: RunConfig, pad_id: int, n: int = 2) -> float:
+def _time_steps(model: Any, examples: list, cfg: RunConfig, pad_id: int, n: int = 1) -> float:
     """Seconds per optimiser step, measured on real batches (the first step is warm-up)."""
     from seqtune.batching import collate, micro_batches, step_order
     from seqtune.train import autocast_dtype, completion_loss, make_optimizer, supports_logits_to_keep

@@ -159,6 +159,52 @@ def evaluate_loss(model: Any, examples: list[Example], cfg: TrainConfig, device:
     return float(total.item() / max(tokens, 1))
 
 
+def _is_oom(err: BaseException) -> bool:
+    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+
+def forward_backward(model: Any, examples: list[Example], budget: int, cfg: TrainConfig, accelerator: Any,
+                     amp: torch.dtype | None, pad_id: int, keep_logits: bool, optimizer: Any,
+                     ) -> tuple[torch.Tensor, int, int]:
+    """Accumulate the gradients of one optimiser step; returns (summed loss, completion tokens, token budget).
+
+    On out-of-memory the step either fails with the micro-batch size to try, or, with
+    `train.oom_halving`, retries with half the tokens per forward pass (the same examples
+    and loss normalisation, so the step's result is unchanged up to float rounding)."""
+    device = accelerator.device
+    world = accelerator.num_processes
+    while True:
+        idx = list(range(len(examples)))
+        mbs = micro_batches(idx, examples, budget, cfg.packing)
+        n_tokens = sum(sum(examples[i].mask[1:]) for i in idx)
+        step_loss = torch.zeros((), dtype=torch.float64, device=device)
+        try:
+            for j, mb in enumerate(mbs):
+                batch, _ = collate([examples[i] for i in mb], cfg.packing, pad_id, device)
+                sync = j == len(mbs) - 1
+                ctx = accelerator.no_sync(model) if (world > 1 and not sync) else contextlib.nullcontext()
+                with ctx, torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                    loss = completion_loss(model, batch, keep_logits)
+                (loss / max(n_tokens, 1)).backward()
+                step_loss += loss.detach().double()
+            return step_loss, n_tokens, budget
+        except (torch.OutOfMemoryError, RuntimeError) as err:
+            if not _is_oom(err):
+                raise
+            largest = max(sum(len(examples[i]) for i in mb) for mb in mbs)
+            half = max(largest // 2, 1)
+            optimizer.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            if not cfg.oom_halving or largest <= max(len(e) for e in examples):
+                raise SeqtuneError(
+                    f"out of memory with {largest} tokens per forward pass; try train.micro_batch_tokens={half} "
+                    f"(or train.oom_halving=true to halve it automatically)"
+                ) from None
+            print(f"out of memory with {largest} tokens per forward pass; retrying with {half}")
+            budget = half
+
+
 def train(
     model: Any,
     train_examples: list[Example],
@@ -173,7 +219,7 @@ def train(
     from accelerate import Accelerator
 
     out_dir = Path(out_dir)
-    accelerator = accelerator or Accelerator()
+    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
     device = accelerator.device
     amp = autocast_dtype(cfg.precision, device)
     keep_logits = supports_logits_to_keep(model)
@@ -226,10 +272,15 @@ def train(
 
     def finish_epoch() -> None:
         """Evaluate the epoch just trained and record it; the checkpoint then holds the record."""
+        loss_sum, tokens = state.epoch_loss_sum, state.epoch_tokens
+        if world > 1:  # each process saw its own share of every step
+            both = accelerator.reduce(torch.tensor([loss_sum, float(tokens)], dtype=torch.float64, device=device),
+                                      reduction="sum")
+            loss_sum, tokens = float(both[0]), int(both[1])
         record = {
             "epoch": state.epoch + 1, "step": state.global_step, "examples_seen": state.examples_seen,
             "train_examples": len(train_examples),
-            "train_loss": state.epoch_loss_sum / max(state.epoch_tokens, 1),
+            "train_loss": loss_sum / max(tokens, 1),
             "eval_loss": evaluate_loss(model, val_examples, cfg, device, amp, pad_id, keep_logits),
             "train_seconds": round(state.train_seconds, 3),
             "examples_per_s": round(state.examples_seen / max(state.train_seconds, 1e-9), 3),
@@ -251,6 +302,7 @@ def train(
             if latest_path is not None:  # the epoch-end checkpoint now records the evaluation too
                 atomic_write_json(latest_path / "state.json", state.__dict__)
 
+    budget = cfg.micro_batch_tokens
     progress = None
     if main and cfg.progress:
         from tqdm.auto import tqdm
@@ -265,17 +317,9 @@ def train(
             while state.step_in_epoch < len(order):
                 t0 = time.perf_counter()
                 step_idx = order[state.step_in_epoch][rank::world]
-                mbs = micro_batches(step_idx, train_examples, cfg.micro_batch_tokens, cfg.packing)
-                batches = [collate([train_examples[i] for i in mb], cfg.packing, pad_id, device) for mb in mbs]
-                n_tokens = sum(n for _, n in batches)
-                step_loss = torch.zeros((), dtype=torch.float64, device=device)
-                for j, (batch, _) in enumerate(batches):
-                    sync = j == len(batches) - 1
-                    ctx = accelerator.no_sync(ddp_model) if (world > 1 and not sync) else contextlib.nullcontext()
-                    with ctx, torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                        loss = completion_loss(ddp_model, batch, keep_logits)
-                    (loss / max(n_tokens, 1)).backward()
-                    step_loss += loss.detach().double()
+                step_loss, n_tokens, budget = forward_backward(
+                    ddp_model, [train_examples[i] for i in step_idx], budget, cfg, accelerator, amp, pad_id,
+                    keep_logits, optimizer)
                 if cfg.max_grad_norm > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 optimizer.step()

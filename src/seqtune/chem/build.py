@@ -24,8 +24,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import naming, opsin, sources
-from .pipeline import Record, Settings, init_worker, process_shard, read_shard, write_atomic
+from . import CHEM_TASKS, naming, opsin, sources
+from .pipeline import PIPELINE_VERSION, Record, Settings, init_worker, process_shard, read_shard, write_atomic
 from .splits import SPLITS, split_random, split_scaffold
 from .tasks import check_task, make_example
 
@@ -169,6 +169,7 @@ def _shard_key(source_meta: dict, seed: int, shard_size: int, settings: Settings
             "seed": seed,
             "shard_size": shard_size,
             "settings": settings.to_dict(),
+            "pipeline": PIPELINE_VERSION,
             "openclatura": naming.openclatura_version(),
             "opsin": opsin.opsin_version(),
         },
@@ -228,16 +229,17 @@ def build_dataset(
     if fragments not in ("largest", "skip") or namer not in ("openclatura", "source"):
         raise ValueError("fragments must be 'largest'/'skip' and namer 'openclatura'/'source'")
     fractions = sum(x for x in (val_frac, test_frac) if x < 1)
-    counts = [x for x in (val_frac, test_frac) if x >= 1]
+    absolute = [x for x in (val_frac, test_frac) if x >= 1]
     if (
         n < 1
         or shard_size < 1
+        or workers < 1
         or min(val_frac, test_frac) < 0
         or fractions >= 1
-        or any(x != int(x) for x in counts)
+        or any(x != int(x) for x in absolute)
     ):
         raise ValueError(
-            "need n >= 1, shard_size >= 1, and val/test sizes as fractions summing below 1 or whole counts"
+            "need n, shard_size and workers >= 1, and val/test sizes as fractions summing below 1 or whole counts"
         )
     started = time.monotonic()
     out = Path(out_dir)
@@ -312,11 +314,7 @@ def build_dataset(
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="seqtune data chem", description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--task",
-        default="smiles2iupac",
-        help="smiles2iupac, iupac2smiles, smiles2formula, randomsmiles2canonical, smiles2inchi",
-    )
+    p.add_argument("--task", choices=sorted(CHEM_TASKS), default="smiles2iupac")
     p.add_argument("--source", default="moses", help="moses, pubchem, nci, or a path to a SMILES/CSV file")
     p.add_argument("--n", type=int, required=True, help="number of pairs over all splits")
     p.add_argument("--out", required=True, help="output directory")
@@ -341,6 +339,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--shard-size", type=int, default=1000)
     p.add_argument("--clean-shards", action="store_true", help="delete OUT/.shards after a successful build")
+    p.add_argument(
+        "--naming-timeout", type=float, default=20.0, help="seconds openclatura may spend on one molecule"
+    )
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -365,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
             shard_size=args.shard_size,
             keep_shards=not args.clean_shards,
             progress=not args.no_progress,
+            naming_timeout_s=args.naming_timeout,
         )
     except (ValueError, RuntimeError, OSError, opsin.OpsinUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)

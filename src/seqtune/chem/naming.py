@@ -72,7 +72,6 @@ class RoundTrip:
 
     opsin_smiles: str | None
     canonical: str | None
-    inchikey: str | None
     same_smiles: bool
     same_inchikey: bool
 
@@ -87,25 +86,17 @@ def roundtrip(names: list[str | None], targets: list[str | None]) -> list[RoundT
     ``targets[i]`` must already be RDKit canonical SMILES (or ``None`` when unknown).
     """
     parsed = opsin.parse_names(names)
-    target_keys: dict[str, str | None] = {}
     out: list[RoundTrip] = []
     for smi, target in zip(parsed, targets, strict=True):
         mol = molecules.mol_from_smiles(smi)
-        if mol is None:
-            out.append(RoundTrip(smi, None, None, False, False))
-            continue
-        canon = molecules.canonical_from_mol(mol)
-        key = molecules.inchikey_from_mol(mol)
-        if target is not None and target not in target_keys:
-            target_keys[target] = molecules.inchikey_from_smiles(target)
-        target_key = target_keys.get(target) if target is not None else None
-        out.append(
-            RoundTrip(
-                opsin_smiles=smi,
-                canonical=canon,
-                inchikey=key,
-                same_smiles=target is not None and canon == target,
-                same_inchikey=key is not None and target_key is not None and key == target_key,
-            )
-        )
+        canon = molecules.canonical_from_mol(mol) if mol is not None else None
+        if canon is None:
+            out.append(RoundTrip(smi, None, False, False))
+        elif target is None or canon == target:
+            out.append(RoundTrip(smi, canon, canon == target, canon == target))
+        else:
+            # InChIKeys cost more than the OPSIN parse itself, so only for mismatches.
+            key = molecules.inchikey_from_mol(mol)
+            same_key = key is not None and key == molecules.inchikey_from_smiles(target)
+            out.append(RoundTrip(smi, canon, False, same_key))
     return out

@@ -70,6 +70,16 @@ def opsin_version() -> str:
     return "unknown"
 
 
+def java_available() -> bool:
+    """Whether a JVM can be found for OPSIN (without starting one)."""
+    try:
+        import jpype
+
+        return bool(jpype.getDefaultJVMPath())
+    except Exception:
+        return False
+
+
 def _start() -> tuple[object, object]:
     with _lock:
         if "nts" in _state:

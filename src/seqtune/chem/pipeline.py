@@ -14,6 +14,9 @@ from pathlib import Path
 
 from . import molecules, naming, opsin
 
+# Bump when per-molecule processing changes, so cached shards from older code are not reused.
+PIPELINE_VERSION = 1
+
 
 @dataclass(frozen=True)
 class Settings:

@@ -1,0 +1,206 @@
+"""Training throughput: the paper's recipe and seqtune's path on the same model and data, in one process.
+
+paper   : fp32, batch 4, right-padded batches, logits for every position, stock AdamW
+seqtune : bf16 autocast where fast, padding-free packing, logits only at completion positions,
+          fused AdamW, at the batch sizes given by --batches
+
+Prints examples/s, tokens/s, MFU (6 * N * tokens/s over the measured bf16 matmul peak),
+peak memory and the ratio to the paper recipe. With --quality N both recipes train on the
+same N examples from the real weights and the eval loss on held-out pairs is compared.
+
+  python bench/train_throughput.py --model smollm2-135m --steps 6
+  python bench/train_throughput.py --model opt-125m --device cuda --batches 64,256
+  python bench/train_throughput.py --model tiny          # anywhere, in seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from seqtune.batching import Example, collate  # noqa: E402
+from seqtune.config import DataConfig, TrainConfig  # noqa: E402
+from seqtune.data import load_splits  # noqa: E402
+from seqtune.formats import encode_example, get_format  # noqa: E402
+from seqtune.train import (  # noqa: E402
+    autocast_dtype,
+    completion_loss,
+    evaluate_loss,
+    make_optimizer,
+    packing_supported,
+    supports_logits_to_keep,
+)
+
+ARCHS = {
+    # name: (config class, kwargs) at the real sizes, random weights
+    "opt-125m": ("OPTConfig", dict(hidden_size=768, num_hidden_layers=12, ffn_dim=3072, num_attention_heads=12,
+                                   word_embed_proj_dim=768, vocab_size=50272)),
+    "opt-350m": ("OPTConfig", dict(hidden_size=1024, num_hidden_layers=24, ffn_dim=4096, num_attention_heads=16,
+                                   word_embed_proj_dim=512, vocab_size=50272, do_layer_norm_before=False)),
+    "opt-1.3b": ("OPTConfig", dict(hidden_size=2048, num_hidden_layers=24, ffn_dim=8192, num_attention_heads=32,
+                                   word_embed_proj_dim=2048, vocab_size=50272)),
+    "smollm2-arch": ("LlamaConfig", dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                                         num_attention_heads=9, num_key_value_heads=3, vocab_size=49152,
+                                         tie_word_embeddings=True, rope_theta=100000.0)),
+    "tiny": ("LlamaConfig", dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                                 num_key_value_heads=2, vocab_size=49152, tie_word_embeddings=True)),
+}
+
+
+def build_model(name: str):
+    import transformers
+
+    from seqtune.config import ModelConfig
+    from seqtune.modeling import load_model, load_tokenizer
+
+    if name in ARCHS:
+        cls, kw = ARCHS[name]
+        torch.manual_seed(0)
+        cfg = getattr(transformers, cls)(max_position_embeddings=2048, **kw)
+        model = transformers.AutoModelForCausalLM.from_config(cfg)
+        return model, load_tokenizer("smollm2-135m")  # ids fit every vocabulary above
+    return load_model(ModelConfig(name=name))
+
+
+def bf16_peak(device: torch.device) -> float:
+    """Measured bf16 matmul FLOP/s on this device (the MFU denominator)."""
+    n = 4096 if device.type == "cuda" else 1024
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    reps = 50 if device.type == "cuda" else 10
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 2 * n**3 * reps / (time.perf_counter() - t)
+
+
+def paper_loss(model, batch):
+    """The stock recipe: full logits, transformers' own shifted cross-entropy over the labels."""
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    logits = model(**inputs, use_cache=False).logits
+    labels = batch["labels"]
+    return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
+
+
+def run_recipe(name, model, examples, batch_size, steps, warmup, device, paper: bool, lr: float):
+    cfg = TrainConfig(lr=lr, batch_size=batch_size, precision="fp32" if paper else "auto")
+    amp = None if paper else autocast_dtype("auto", device)
+    packing = (not paper) and packing_supported(model, examples, 0)
+    keep = (not paper) and supports_logits_to_keep(model)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr) if paper \
+        else make_optimizer(model, cfg)
+    model.train()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    n_ex = n_tok = 0
+    t_start = None
+    for step in range(warmup + steps):
+        if step == warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t_start = time.perf_counter()
+            n_ex = n_tok = 0
+        lo = (step * batch_size) % max(len(examples) - batch_size + 1, 1)
+        chunk = examples[lo:lo + batch_size]
+        batch, n_targets = collate(chunk, packing, 0, device)
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            loss = paper_loss(model, batch) if paper else completion_loss(model, batch, keep)
+        (loss / n_targets).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        n_ex += len(chunk)
+        n_tok += sum(len(e) for e in chunk)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    sec = time.perf_counter() - t_start
+    mem = (torch.cuda.max_memory_allocated() / 2**30) if device.type == "cuda" else \
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return {"recipe": name, "batch": batch_size, "bf16": amp is not None, "packing": packing, "head_only_completion": keep,
+            "examples_per_s": n_ex / sec, "tokens_per_s": n_tok / sec, "peak_mem_gib": mem}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="smollm2-135m", help=f"smollm2-135m (real weights) or {', '.join(ARCHS)}")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--data", default="data/smiles2iupac_demo")
+    ap.add_argument("--batches", default="4,32", help="seqtune batch sizes to time")
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--quality", type=int, default=0, help="train both recipes on this many examples, compare eval loss")
+    ap.add_argument("--fast-lr", type=float, default=1.6e-4, help="lr of the seqtune batch in --quality mode")
+    ap.add_argument("--json", default=None, help="also write the figures here")
+    a = ap.parse_args()
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    device = torch.device(a.device)
+    model, tok = build_model(a.model)
+    model.to(device)
+    splits = load_splits(DataConfig(path=a.data, val_size=200))
+    fmt = get_format("instruct")
+    instr = DataConfig().instruction
+
+    def enc(pairs):
+        return [Example(*map(tuple, encode_example(tok, fmt, p.input, p.output, instr))) for p in pairs]
+
+    train_ex, val_ex = enc(splits.train), enc(splits.val)
+    n_params = sum(p.numel() for p in model.parameters())
+    peak = bf16_peak(device)
+    print(f"device {device} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads), "
+          f"model {a.model} ({n_params / 1e6:.1f}M params), measured bf16 peak {peak / 1e12:.2f} TFLOP/s, "
+          f"mean example {sum(map(len, train_ex)) / len(train_ex):.0f} tokens")
+    rows = []
+    base_state = copy.deepcopy(model.state_dict())
+    for paper, bs in [(True, 4)] + [(False, int(b)) for b in a.batches.split(",")]:
+        model.load_state_dict(base_state)
+        r = run_recipe("paper" if paper else "seqtune", model, train_ex, bs, a.steps, a.warmup, device, paper, 2e-5)
+        r["mfu_pct"] = 100 * 6 * n_params * r["tokens_per_s"] / peak
+        rows.append(r)
+    ref = rows[0]["examples_per_s"]
+    print(f"{'recipe':<9}{'batch':>6}{'bf16':>6}{'pack':>6}{'ex/s':>9}{'tok/s':>9}{'MFU%':>7}{'mem GiB':>9}{'x paper':>9}")
+    for r in rows:
+        r["speedup"] = r["examples_per_s"] / ref
+        print(f"{r['recipe']:<9}{r['batch']:>6}{str(r['bf16']):>6}{str(r['packing']):>6}{r['examples_per_s']:>9.2f}"
+              f"{r['tokens_per_s']:>9.0f}{r['mfu_pct']:>7.2f}{r['peak_mem_gib']:>9.2f}{r['speedup']:>9.2f}")
+    out = {"device": str(device), "model": a.model, "n_params": n_params, "bf16_peak_flops": peak, "rows": rows}
+    if a.quality:
+        out["quality"] = quality(model, base_state, train_ex[: a.quality], val_ex, device, a.fast_lr, int(a.batches.split(",")[-1]))
+    if a.json:
+        Path(a.json).write_text(json.dumps(out, indent=2))
+
+
+def quality(model, base_state, examples, val_ex, device, fast_lr, fast_batch):
+    """Eval loss after the same examples: paper recipe vs seqtune's batch with a scaled lr."""
+    res = {}
+    for name, paper, bs, lr in (("paper", True, 4, 2e-5), ("seqtune", False, fast_batch, fast_lr)):
+        model.load_state_dict(base_state)
+        steps = len(examples) // bs
+        t = time.perf_counter()
+        run_recipe(name, model, examples, bs, steps, 0, device, paper, lr)
+        sec = time.perf_counter() - t
+        loss = evaluate_loss(model, val_ex, TrainConfig(), device, None, 0, supports_logits_to_keep(model))
+        res[name] = {"batch": bs, "lr": lr, "examples": steps * bs, "eval_loss": loss, "seconds": sec}
+        print(f"quality {name:<8} batch {bs:<4} lr {lr:<8g} {steps * bs} examples in {sec:.0f} s: eval loss {loss:.4f}")
+    return res
+
+
+if __name__ == "__main__":
+    main()

