@@ -21,7 +21,7 @@ PARAMS = {"smollm2-135m": 134_515_008, "gemma3-270m": 268_098_176, "opt-350m": 3
 
 def write_fake_run(run_dir: Path, *, model: str = "smollm2-135m", train_size: int = 1000, fmt: str = "instruct",
                    method: str = "full", epochs: int = 2, finished: bool = True, chem: bool = False,
-                   overrides: dict | None = None, n_test: int = 12) -> Path:
+                   overrides: dict | None = None, n_test: int = 12, baseline: dict | None = None) -> Path:
     """A run folder as `seqtune run` leaves it, with scores that improve with data, epochs and size."""
     cfg = load_config(None, {"out_dir": str(run_dir), "data": {"train_size": train_size},
                              "model": {"name": model, "format": fmt, "method": method},
@@ -66,6 +66,7 @@ def write_fake_run(run_dir: Path, *, model: str = "smollm2-135m", train_size: in
         atomic_write_json(run_dir / "metrics.json", {
             "base": {"exact_match": 0.0, "edit_distance": 0.95},
             "tuned": scores(epochs),
+            "baseline": baseline,
             "train": {"epochs": epochs, "train_examples": train_size, "train_seconds": 10.0 * epochs,
                       "examples_per_s": train_size / 10.0, "n_params": n_params, "model": model,
                       "method": method, "format": fmt},
@@ -74,13 +75,13 @@ def write_fake_run(run_dir: Path, *, model: str = "smollm2-135m", train_size: in
 
 
 def fake_sweep(root: Path, sizes=(250, 500, 1000), models=("smollm2-135m", "gemma3-270m"),
-               fmts=("instruct", "plain"), chem: bool = False) -> Path:
+               fmts=("instruct", "plain"), chem: bool = False, baseline: dict | None = None) -> Path:
     keys = ["data.train_size", "model.name", "model.format"]
     for n in sizes:
         for m in models:
             for f in fmts:
                 write_fake_run(root / f"data.train_size={n}__model.name={m}__model.format={f}",
-                               model=m, train_size=n, fmt=f, chem=chem)
+                               model=m, train_size=n, fmt=f, chem=chem, baseline=baseline)
     atomic_write_json(root / "sweep.json", {"keys": keys, "runs": []})
     return root
 
@@ -217,3 +218,13 @@ def test_epochs_without_scores_are_skipped_not_drawn(tmp_path: Path) -> None:
     atomic_write_jsonl(run / "epochs.jsonl", rows)
     html_path, _ = build_report(run)
     assert "no per-epoch scores" in html_path.read_text()
+
+
+def test_rules_baseline_in_table_and_plots(tmp_path: Path) -> None:
+    root = fake_sweep(tmp_path / "sw", models=("smollm2-135m",), fmts=("instruct",),
+                      baseline={"n": 12, "exact_match": 41.0, "edit_distance": 0.2})
+    df, keys = collect(root)
+    assert (df["kind"] == "baseline").sum() == 3 and "n" not in df.columns
+    html_path, md_path = build_report(root)
+    assert "baseline_exact_match" in md_path.read_text()
+    assert "Dashed: the rules-based tool" in html_path.read_text()

@@ -93,18 +93,18 @@ def _count(v: float) -> str:
     return f"{v:g}"
 
 
-def _style(ax: Any, xlabel: str, ylabel: str) -> None:
+def _style(ax: Any, xlabel: str, ylabel: str, metric: str) -> None:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
     ax.set_ylim(bottom=0)  # both scores are bounded below by 0; an auto axis would exaggerate small gaps
-    if ax.get_ylim()[1] < 1:  # all-zero exact match: show "0 of 0-1 %", not a 0-0.05 axis
+    if metric == "exact_match" and ax.get_ylim()[1] < 1:  # all-zero exact match: show "0 of 0-1 %", not a 0-0.05 axis
         ax.set_ylim(0, 1)
 
 
 def _lines(rows: pd.DataFrame, x: str, line_by: str, title: str, xlabel: str, slug: str, caption: str,
            log_x: bool, label_fmt: Any = str, tick_names: dict[float, str] | None = None,
-           group_by: str | None = None) -> Plot:
+           group_by: str | None = None, reference: dict[str, float] | None = None) -> Plot:
     """Two panels (edit distance, exact %) with one line per `group_by` (default `line_by`) value."""
     fig = Figure(figsize=(11, 4.2))
     axes = fig.subplots(1, 2)
@@ -119,6 +119,8 @@ def _lines(rows: pd.DataFrame, x: str, line_by: str, title: str, xlabel: str, sl
             g = grp.dropna(subset=[x, metric]).groupby(x)[metric].mean()
             if not g.empty:
                 ax.plot(g.index, g.values, marker="o", label=label_fmt(grp[line_by].iloc[0]))
+        if reference and metric in reference:
+            ax.axhline(reference[metric], color="grey", linestyle="--", linewidth=1, label="rules-based tool")
         if log_x:
             labels = [f"{tick_names[v]}\n{_count(v)}" for v in xs] if tick_names else None
             _log_ticks(ax, xs, labels)
@@ -126,10 +128,12 @@ def _lines(rows: pd.DataFrame, x: str, line_by: str, title: str, xlabel: str, sl
                 ax.tick_params(axis="x", labelrotation=30)
         else:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        _style(ax, xlabel, ylabel)
+        _style(ax, xlabel, ylabel, metric)
         ax.set_title(ylabel.split(" (")[0])
     axes[-1].legend(title=line_by.replace("_", " "), fontsize="small")
     fig.suptitle(title)
+    if reference:
+        caption += " Dashed: the rules-based tool on the same test pairs."
     return Plot(slug, title, caption, _png(fig))
 
 
@@ -144,7 +148,17 @@ def _enough(rows: pd.DataFrame, x: str, line_by: str) -> bool:
     return bool((rows.dropna(subset=[x]).groupby(line_by)[x].nunique() >= 2).any()) if not rows.empty else False
 
 
-def plot_data_size(finals: pd.DataFrame, keys: list[str]) -> Plot:
+def baseline_scores(df: pd.DataFrame) -> dict[str, float]:
+    """The rules-based tool's scores, when every run measured the same ones (same test pairs)."""
+    rows = df[df["kind"] == "baseline"] if "kind" in df else df.iloc[0:0]
+    out = {}
+    for metric, _ in METRICS:
+        if metric in rows and rows[metric].notna().any() and rows[metric].round(9).nunique() == 1:
+            out[metric] = float(rows[metric].dropna().iloc[0])
+    return out
+
+
+def plot_data_size(finals: pd.DataFrame, keys: list[str], reference: dict[str, float] | None = None) -> Plot:
     """Paper Fig. 2: scores vs number of training examples, one line per model."""
     slug, title = "data_size", "Scores vs number of training examples"
     rows, fixed = pick_slice(finals, ["train_examples", "model"], keys)
@@ -152,7 +166,8 @@ def plot_data_size(finals: pd.DataFrame, keys: list[str]) -> Plot:
         sizes = sorted(finals["train_examples"].dropna().unique()) if "train_examples" in finals else []
         return Plot(slug, title, skipped=f"needs at least two data sizes for one model (found {len(sizes)}).")
     caption = f"Final test-set scores after training; one line per base model. {_fixed_text(fixed)}"
-    return _lines(rows, "train_examples", "model", title, "Training examples (log scale)", slug, caption, True)
+    return _lines(rows, "train_examples", "model", title, "Training examples (log scale)", slug, caption, True,
+                  reference=reference)
 
 
 def plot_epochs(epochs: pd.DataFrame, keys: list[str]) -> list[Plot]:
@@ -183,7 +198,7 @@ def plot_epochs(epochs: pd.DataFrame, keys: list[str]) -> list[Plot]:
     return plots
 
 
-def plot_model_size(finals: pd.DataFrame, keys: list[str]) -> Plot:
+def plot_model_size(finals: pd.DataFrame, keys: list[str], reference: dict[str, float] | None = None) -> Plot:
     """Paper Fig. 5: scores vs model size, one line per data size."""
     slug, title = "model_size", "Scores vs model size"
     if "n_params" not in finals or finals["n_params"].dropna().empty:
@@ -195,7 +210,7 @@ def plot_model_size(finals: pd.DataFrame, keys: list[str]) -> Plot:
     caption = f"Final test-set scores; one line per number of training examples. {_fixed_text(fixed)}"
     names = {float(n): str(m) for n, m in zip(rows["n_params"], rows["model"], strict=True) if pd.notna(n)}
     return _lines(rows, "n_params", "train_examples", title, "Parameters (log scale)", slug, caption, True,
-                  label_fmt=lambda v: _count(float(v)), tick_names=names)
+                  label_fmt=lambda v: _count(float(v)), tick_names=names, reference=reference)
 
 
 def plot_compare(finals: pd.DataFrame, keys: list[str], axis: str) -> Plot:
@@ -228,7 +243,7 @@ def plot_compare(finals: pd.DataFrame, keys: list[str], axis: str) -> Plot:
             bars = ax.bar(pos, heights, width, label=value)
             ax.bar_label(bars, fmt="%.3f" if metric == "edit_distance" else "%.1f", fontsize="small")
         ax.set_xticks(range(len(models)), models)
-        _style(ax, "Base model", ylabel)
+        _style(ax, "Base model", ylabel, metric)
         ax.set_title(ylabel.split(" (")[0])
     axes[-1].legend(title=axis, fontsize="small")
     fig.suptitle(title)
@@ -242,7 +257,9 @@ def make_plots(df: pd.DataFrame, keys: list[str]) -> list[Plot]:
         return [Plot("all", "Plots", skipped="no results yet.")]
     finals = df[df["kind"] == "final"]
     epochs = df[df["kind"] == "epoch"]
-    plots = [plot_data_size(finals, keys), *plot_epochs(epochs, keys), plot_model_size(finals, keys),
+    reference = baseline_scores(df)
+    plots = [plot_data_size(finals, keys, reference), *plot_epochs(epochs, keys),
+             plot_model_size(finals, keys, reference),
              plot_compare(finals, keys, "format")]
     method = plot_compare(finals, keys, "method")
     # Full vs LoRA is shown "when present": a sweep that never tried LoRA gets no note about it.

@@ -69,7 +69,8 @@ td.mono{font-family:ui-monospace,Menlo,Consolas,monospace;word-break:break-all;m
 <td class="mono">{{ r.prediction }}</td><td>{{ r.edit_distance }}</td></tr>{% endfor %}</table>
 {% else %}<p class="skip">{{ worst_note }}</p>{% endif %}
 <h2>Results</h2>
-<p>Final scores on the test split; <code>base_exact_match</code> is the untrained model. Edit distance is the
+<p>Final scores on the test split; <code>base_exact_match</code> is the untrained model,
+<code>baseline_exact_match</code> the rules-based tool (when the task has one). Edit distance is the
 mean normalized Levenshtein distance (0 = identical).</p>
 {{ final_table }}
 {% if epoch_table %}<details><summary>Per-epoch scores (held-out split)</summary>{{ epoch_table }}</details>{% endif %}

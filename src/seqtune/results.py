@@ -1,8 +1,9 @@
 """Results table: every run folder under a root, flattened into one row per (run, epoch).
 
-Rows come in three kinds: `base` (the untrained model on the test split), `epoch`
-(the per-epoch evaluation from epochs.jsonl) and `final` (the tuned model on the
-test split, from metrics.json). Unfinished and failed runs still contribute the
+Rows come in four kinds: `base` (the untrained model on the test split), `baseline`
+(a rules-based tool on the same pairs, for tasks that have one), `epoch` (the
+per-epoch evaluation from epochs.jsonl) and `final` (the tuned model on the test
+split, from metrics.json). Unfinished and failed runs still contribute the
 epochs they completed, so a half-done sweep can already be looked at.
 """
 
@@ -40,7 +41,7 @@ NOT_SCORES = {"n", "n_trainable", "epoch", "step", "train_examples", "examples_s
 # Config keys that differ between runs without being an experimental setting.
 NOT_SETTINGS = {"out_dir", "train.progress", "train.logger", "train.resume", "train.keep_checkpoints",
                 "train.save_every_steps", "generate.batch_size"}
-ONE_DECIMAL = {"exact_match", "base_exact_match", "train_min", "examples_per_s"}
+ONE_DECIMAL = {"exact_match", "base_exact_match", "baseline_exact_match", "train_min", "examples_per_s"}
 SEARCH_DEPTH = 3
 SKIP_DIRS = {"model", "predictions", "checkpoints", "report_plots"}
 
@@ -188,6 +189,9 @@ def run_rows(run: dict[str, Any], keys: list[str], name: str) -> list[dict[str, 
     base = metrics.get("base") or scores_from_predictions(run["dir"] / "predictions" / "base.jsonl")
     if base:
         rows.append({**common, "kind": "base", "train_examples": train_examples, "epoch": 0, **_scores(base)})
+    if metrics.get("baseline"):  # a rules-based tool (e.g. OPSIN/openclatura) scored on the same test pairs
+        rows.append({**common, "kind": "baseline", "train_examples": train_examples, "epoch": 0,
+                     **_scores(metrics["baseline"])})
     for ep in run["epochs"]:
         rows.append({**common, "kind": "epoch", "train_examples": ep.get("train_examples", train_examples),
                      "epoch": ep.get("epoch"), **_scores(ep),
@@ -210,7 +214,7 @@ def collect(root: str | Path) -> tuple[pd.DataFrame, list[str]]:
     for run in runs:
         name = run["dir"].name if run["dir"] != root else root.resolve().name
         rows.extend(run_rows(run, keys, name))
-    kind_order = {"base": 0, "epoch": 1, "final": 2}
+    kind_order = {"base": 0, "baseline": 1, "epoch": 2, "final": 3}
     rows.sort(key=lambda r: (*(natural_key(r.get(k)) for k in keys), r["run"], kind_order[r["kind"]],
                              natural_key(r.get("epoch"))))
     df = pd.DataFrame(rows)
@@ -284,10 +288,11 @@ def final_table(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     if df.empty:
         return df
     finals = df[df["kind"] == "final"].copy()
-    base = df[df["kind"] == "base"].set_index("run")
-    if "exact_match" in base:
-        finals.insert(finals.columns.get_loc("exact_match"), "base_exact_match",
-                      finals["run"].map(base["exact_match"]))
+    for kind in ("base", "baseline"):  # the untrained model, then the rules-based tool
+        other = df[df["kind"] == kind].set_index("run")
+        if "exact_match" in other and not other.empty:
+            finals.insert(finals.columns.get_loc("exact_match"), f"{kind}_exact_match",
+                          finals["run"].map(other["exact_match"]))
     if "train_seconds" in finals:
         finals["train_min"] = finals["train_seconds"] / 60
     finals = finals.rename(columns={"epoch": "epochs"})
@@ -300,7 +305,8 @@ def results_markdown(df: pd.DataFrame, keys: list[str], title: str = "Results") 
     if df.empty:
         return "\n".join([*parts, "No runs found.", ""])
     finals = final_table(df, keys)
-    parts += ["Final scores on the test split (`base_exact_match`: the untrained model). Exact match in %, "
+    parts += ["Final scores on the test split (`base_exact_match`: the untrained model; `baseline_exact_match`: "
+              "the rules-based tool, when the task has one). Exact match in %, "
               "edit distance is the mean normalized Levenshtein distance (0 = identical).", "",
               markdown_table(finals, display_columns(finals, keys, list(finals.columns))), ""]
     epochs = df[df["kind"] == "epoch"]
