@@ -34,6 +34,8 @@ def test_packed_loss_equals_padded(family):
     from seqtune.train import packing_supported
     ex = _examples(tok)[:6]
     packed, n1 = collate(ex, True, tok.pad_token_id or 0)
+    rows, _ = collate(ex, True, tok.pad_token_id or 0, row_tokens=60)  # several rows, padded tails
+    assert rows["input_ids"].shape[0] > 1
     padded, n2 = collate(ex, False, tok.pad_token_id or 0)
     with torch.no_grad():
         a = completion_loss(model, packed, True)
@@ -51,6 +53,9 @@ def test_packed_loss_equals_padded(family):
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(b, c, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(a, one_by_one, rtol=1e-5, atol=1e-5)
+    if family != "opt":
+        with torch.no_grad():
+            torch.testing.assert_close(completion_loss(model, rows, True), b, rtol=1e-5, atol=1e-5)
 
 
 def _write_pairs(folder, pairs, splits=("train", "test")):

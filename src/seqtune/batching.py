@@ -57,18 +57,42 @@ def _labels(ex: Example) -> list[int]:
     return [tok if m else -100 for tok, m in zip(ex.ids[1:], ex.mask[1:])] + [-100]
 
 
+def pack_rows(batch: list[Example], row_tokens: int) -> list[list[Example]]:
+    """Greedy first-fit of sequences into rows of at most `row_tokens` tokens (or one
+    over-long sequence alone). Rows, not one endless row: attention inside a row is
+    computed densely under a block mask, so its cost grows with the row length squared."""
+    rows: list[list[Example]] = []
+    sizes: list[int] = []
+    for ex in sorted(batch, key=len, reverse=True):
+        for r, size in enumerate(sizes):
+            if size + len(ex) <= row_tokens:
+                rows[r].append(ex)
+                sizes[r] += len(ex)
+                break
+        else:
+            rows.append([ex])
+            sizes.append(len(ex))
+    return rows
+
+
 def collate(batch: list[Example], packing: bool, pad_id: int, device: torch.device | str = "cpu",
-            ) -> tuple[dict[str, torch.Tensor], int]:
+            row_tokens: int = 256) -> tuple[dict[str, torch.Tensor], int]:
     """Tensors for one forward pass, and the number of completion tokens it scores."""
     n_targets = sum(sum(ex.mask[1:]) for ex in batch)
     if packing:
-        ids = [t for ex in batch for t in ex.ids]
-        pos = [p for ex in batch for p in range(len(ex))]
-        labels = [t for ex in batch for t in _labels(ex)]
+        rows = pack_rows(batch, row_tokens)
+        width = max(sum(len(ex) for ex in row) for row in rows)
+        ids, pos, labels = [], [], []
+        for row in rows:
+            fill = width - sum(len(ex) for ex in row)
+            # The tail is padding: its own "sequence" (positions from 0), never a target.
+            ids.append([t for ex in row for t in ex.ids] + [pad_id] * fill)
+            pos.append([p for ex in row for p in range(len(ex))] + list(range(fill)))
+            labels.append([t for ex in row for t in _labels(ex)] + [-100] * fill)
         tensors = {
-            "input_ids": torch.tensor([ids], dtype=torch.long),
-            "position_ids": torch.tensor([pos], dtype=torch.long),
-            "labels": torch.tensor([labels], dtype=torch.long),
+            "input_ids": torch.tensor(ids, dtype=torch.long),
+            "position_ids": torch.tensor(pos, dtype=torch.long),
+            "labels": torch.tensor(labels, dtype=torch.long),
         }
     else:
         width = max(len(ex) for ex in batch)
