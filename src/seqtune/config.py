@@ -103,7 +103,7 @@ class GenerateConfig:
 
     num_beams: int = 1
     max_new_tokens: int = 128
-    batch_size: int = 32
+    batch_size: int = 64
     # Verified decoding for chemistry tasks: take this many beams, keep the first that round-trips.
     verify: Literal["none", "opsin"] = "none"
     candidates: int = 1
