@@ -50,6 +50,8 @@ def test_packed_loss_equals_padded(family):
         a = b
     else:
         assert packing_supported(model, ex, tok.pad_token_id or 0)
+        long_second = Example(ex[1].ids * 12, ex[1].mask * 12)  # longer than a 256-token row
+        assert packing_supported(model, [ex[0], long_second], tok.pad_token_id or 0)
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(b, c, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(a, one_by_one, rtol=1e-5, atol=1e-5)

@@ -91,9 +91,11 @@ def packing_supported(model: Any, examples: list[Example], pad_id: int) -> bool:
     first, second = examples[0], examples[1]
     was_training = model.training
     model.eval()
-    packed = model(**{k: v for k, v in collate([first, second], True, pad_id)[0].items() if k != "labels"},
-                   use_cache=False).logits[0, len(first):].float()
-    alone = model(input_ids=torch.tensor([second.ids]), use_cache=False).logits[0].float()
+    dev = next(model.parameters()).device
+    ids = torch.tensor([first.ids + second.ids], device=dev)
+    pos = torch.tensor([list(range(len(first))) + list(range(len(second)))], device=dev)
+    packed = model(input_ids=ids, position_ids=pos, use_cache=False).logits[0, len(first):].float()
+    alone = model(input_ids=torch.tensor([second.ids], device=dev), use_cache=False).logits[0].float()
     model.train(was_training)
     return bool(torch.allclose(packed, alone, rtol=1e-3, atol=1e-4 * float(alone.abs().max()) + 1e-6))
 
