@@ -41,13 +41,20 @@ class Plot:
     skipped: str | None = None
 
 
+# Settings that change what is scored or logged, not the trained model: runs differing only
+# in these belong on the same curve.
+NOT_MODEL_SETTINGS = {"evaluate_base", "out_dir", "train.logger", "train.progress", "train.eval_generate"}
+
+
 def pick_slice(rows: pd.DataFrame, vary: list[str], keys: list[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The rows where `vary` columns take the most distinct values with all other settings fixed.
 
     Ties go to the slice with the most training examples: the best-trained models make the fairest comparison.
     """
     consumed = {SETTING_OF.get(v, v) for v in vary}
-    fixed = [k for k in keys if k not in consumed and k in rows.columns]
+    fixed = [k for k in keys if k not in consumed and k not in NOT_MODEL_SETTINGS and k in rows.columns]
+    if "method" in vary:  # LoRA and full fine-tuning each get their own step size, by design
+        fixed = [k for k in fixed if k != "train.lr"]
     # Model, format, method and data size are held fixed even when the sweep did not list them as axes
     # (e.g. run folders gathered by hand), so a LoRA run never joins a full fine-tuning curve.
     fixed += [c for c in ("model", "format", "method", "train_examples")
