@@ -19,7 +19,7 @@ import markupsafe
 import pandas as pd
 
 from seqtune.errors import SeqtuneError
-from seqtune.io import atomic_open, atomic_write_text, read_jsonl
+from seqtune.io import atomic_write_bytes, atomic_write_text, read_jsonl
 from seqtune.plots import Plot, make_plots
 from seqtune.results import (
     collect,
@@ -201,11 +201,6 @@ def _markdown(title: str, summary: str, failed: list[tuple[str, str]], plots: li
         parts.append("")
     body = results_markdown(df, keys, "Results").replace("# Results", "## Results", 1)
     return "\n".join(parts) + "\n" + body
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    with atomic_open(path, "wb") as fh:
-        fh.write(data)
 
 
 def main(argv: list[str] | None = None) -> int:

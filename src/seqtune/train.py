@@ -13,7 +13,6 @@ import dataclasses
 import inspect
 import math
 import random
-import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -388,7 +387,3 @@ def train(
             progress.close()
         tracker.close()
     return dict(state.__dict__)
-
-
-def remove_checkpoints(out_dir: str | Path) -> None:
-    shutil.rmtree(Path(out_dir) / "checkpoints", ignore_errors=True)
