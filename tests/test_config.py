@@ -34,6 +34,13 @@ def test_bad_values_name_the_key(override, message):
         load_config(None, override)
 
 
+@pytest.mark.parametrize("value,expected", [("auto", "auto"), ("true", True), ("false", False)])
+def test_packing_is_auto_or_a_boolean(value, expected):
+    assert load_config(None, [f"train.packing={value}"]).train.packing == expected
+    with pytest.raises(ConfigError, match="train.packing"):
+        load_config(None, ["train.packing=sometimes"])
+
+
 def test_bad_yaml_names_file_and_line(tmp_path):
     p = tmp_path / "bad.yaml"
     p.write_text("train:\n  epochs: [1,\n")

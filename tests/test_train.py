@@ -110,17 +110,17 @@ def _train_run(out, tok, model, stop_after_epoch=None, **kw):
     return train(model, ex[:15], ex[15:], cfg, out, tok.pad_token_id or 0, on_epoch_end=on_epoch_end)
 
 
-@pytest.mark.parametrize("save_every", [0, 4])
-def test_resume_reaches_same_loss(tmp_path, save_every):
+@pytest.mark.parametrize("save_every,packing", [(0, True), (4, False)])
+def test_resume_reaches_same_loss(tmp_path, save_every, packing):
     tok = make_tokenizer("llama")
     ref_model = make_model("llama", len(tok), seed=1)
-    ref = _train_run(tmp_path / "a", tok, ref_model, save_every_steps=save_every)
+    ref = _train_run(tmp_path / "a", tok, ref_model, save_every_steps=save_every, packing=packing)
 
     model = make_model("llama", len(tok), seed=1)
     with pytest.raises(_Stop):
-        _train_run(tmp_path / "b", tok, model, stop_after_epoch=1, save_every_steps=save_every)
+        _train_run(tmp_path / "b", tok, model, stop_after_epoch=1, save_every_steps=save_every, packing=packing)
     fresh = make_model("llama", len(tok), seed=99)  # resumed weights must come from the checkpoint
-    resumed = _train_run(tmp_path / "b", tok, fresh, save_every_steps=save_every)
+    resumed = _train_run(tmp_path / "b", tok, fresh, save_every_steps=save_every, packing=packing)
     assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in ref["history"]]
     assert [h["eval_loss"] for h in resumed["history"]] == [h["eval_loss"] for h in ref["history"]]
     for (n, p), (_, q) in zip(ref_model.named_parameters(), fresh.named_parameters()):
@@ -188,3 +188,14 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     cfg = TrainConfig(epochs=3, lr=5e-4, batch_size=3, progress=False, logger="none", precision="fp32")
     with pytest.raises(SeqtuneError, match=r"checkpoint was made with lr=0.001, this run has 0.0005"):
         train(make_model("llama", len(tok)), _examples(tok)[:15], [], cfg, tmp_path / "a", 0)
+
+
+def test_auto_settings_follow_the_device():
+    from seqtune.modeling import attention_kernel
+    from seqtune.train import use_packing
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert use_packing("auto", cpu) is False and use_packing("auto", gpu) is True
+    assert use_packing(True, cpu) is True and use_packing(False, gpu) is False
+    assert attention_kernel("sdpa") == "sdpa"
+    assert attention_kernel("auto") == ("sdpa" if torch.cuda.is_available() else "eager")

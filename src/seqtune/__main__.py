@@ -1,3 +1,3 @@
-from seqtune.cli import main
+from seqtune.cli import entry
 
-raise SystemExit(main())
+entry()

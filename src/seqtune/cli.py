@@ -165,8 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     if argv[0] in ("--version", "version"):
         from seqtune import __version__
+        from seqtune.runtime import loaded_allocator
 
-        print(__version__)
+        print(f"seqtune {__version__} (memory allocator: {loaded_allocator()})")
         return 0
     command = COMMANDS.get(argv[0])
     if command is None:
@@ -188,3 +189,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("seqtune: interrupted", file=sys.stderr)
         return 130
+
+
+def entry() -> None:
+    """The `seqtune` command and `python -m seqtune`: `main` in a process set up for speed
+    (see seqtune.runtime); `main` itself, as tests and other code call it, changes nothing."""
+    from seqtune.runtime import use_fast_allocator
+
+    as_module = sys.argv[0].endswith("__main__.py")
+    use_fast_allocator(["-m", "seqtune", *sys.argv[1:]] if as_module else sys.argv)
+    raise SystemExit(main())

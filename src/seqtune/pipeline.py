@@ -30,6 +30,7 @@ from seqtune.generate import generate
 from seqtune.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
 from seqtune.metrics import score
 from seqtune.modeling import ModelInfo, count_params, load_model, save_model
+from seqtune.runtime import loaded_allocator
 
 
 def versions() -> dict[str, str]:
@@ -193,6 +194,7 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
         "dropped_overlength": {k: v.dropped for k, v in enc.items()},
         "n_params": n_params, "n_trainable": n_trainable, "model": cfg.model.name,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "runtime": {"device": str(dist.device), "threads": torch.get_num_threads(), "allocator": loaded_allocator()},
     })
     task = cfg.data.task
     base = None

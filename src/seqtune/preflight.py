@@ -18,17 +18,24 @@ from seqtune.modeling import count_params, load_model
 def _time_steps(model: Any, examples: list, cfg: RunConfig, pad_id: int, n: int = 1) -> float:
     """Seconds per optimiser step, measured on real batches (the first step is warm-up)."""
     from seqtune.batching import collate, micro_batches, step_order
-    from seqtune.train import autocast_dtype, completion_loss, make_optimizer, supports_logits_to_keep
+    from seqtune.train import (
+        autocast_dtype,
+        completion_loss,
+        make_optimizer,
+        supports_logits_to_keep,
+        use_packing,
+    )
 
     amp = autocast_dtype(cfg.train.precision, torch.device("cpu"))
+    packing = use_packing(cfg.train.packing, torch.device("cpu"))
     keep = supports_logits_to_keep(model)
     opt = make_optimizer(model, cfg.train)
     order = step_order(len(examples), cfg.train.batch_size, cfg.train.seed, 0)
     times = []
     for idx in order[: n + 1]:
         t0 = time.perf_counter()
-        for mb in micro_batches(idx, examples, cfg.train.micro_batch_tokens, cfg.train.packing):
-            batch, _ = collate([examples[i] for i in mb], cfg.train.packing, pad_id)
+        for mb in micro_batches(idx, examples, cfg.train.micro_batch_tokens, packing):
+            batch, _ = collate([examples[i] for i in mb], packing, pad_id)
             with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
                 loss = completion_loss(model, batch, keep)
             loss.backward()
@@ -70,7 +77,7 @@ def preflight(cfg: RunConfig, time_steps: bool = True) -> str:
         total_steps = min(total_steps, cfg.train.max_steps)
     lines.append(f"plan: {cfg.train.epochs} epochs x {steps_epoch} steps = {total_steps} steps of "
                  f"{cfg.train.batch_size} examples; {sum(lengths) * cfg.train.epochs} training tokens; "
-                 f"packing {'on' if cfg.train.packing else 'off'}; precision {cfg.train.precision}")
+                 f"packing {cfg.train.packing}; precision {cfg.train.precision}")
     if time_steps and n_train:
         sec = _time_steps(model, enc["train"].examples, cfg, tok.pad_token_id)
         est = sec * total_steps

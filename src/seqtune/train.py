@@ -80,6 +80,11 @@ def completion_loss(model: Any, batch: dict[str, torch.Tensor], keep_logits: boo
     return F.cross_entropy(logits.float(), labels[keep], reduction="sum")
 
 
+def use_packing(setting: bool | str, device: torch.device) -> bool:
+    """TrainConfig.packing resolved for a device: auto packs on GPUs only."""
+    return device.type == "cuda" if setting == "auto" else bool(setting)
+
+
 @torch.no_grad()
 def packing_supported(model: Any, examples: list[Example], pad_id: int) -> bool:
     """Whether this architecture keeps packed sequences apart (transformers does it from
@@ -154,8 +159,9 @@ def evaluate_loss(model: Any, examples: list[Example], cfg: TrainConfig, device:
     total = torch.zeros((), dtype=torch.float64, device=device)
     tokens = 0
     budget = cfg.micro_batch_tokens or 4096
-    for idx in micro_batches(list(range(len(examples))), examples, budget, cfg.packing):
-        batch, n = collate([examples[i] for i in idx], cfg.packing, pad_id, device)
+    packing = use_packing(cfg.packing, device)
+    for idx in micro_batches(list(range(len(examples))), examples, budget, packing):
+        batch, n = collate([examples[i] for i in idx], packing, pad_id, device)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             total += completion_loss(model, batch, keep_logits).double()
         tokens += n
@@ -230,6 +236,7 @@ def train(
     keep_logits = supports_logits_to_keep(model)
     ckpt_root = out_dir / "checkpoints"
     main = accelerator.is_main_process
+    cfg = dataclasses.replace(cfg, packing=use_packing(cfg.packing, device))
     if cfg.packing and not packing_supported(model, train_examples, pad_id):
         if main:
             print(f"note: {type(_base(model)).__name__} does not separate packed sequences; using padded batches")
