@@ -1,12 +1,20 @@
 """Training throughput: the paper's recipe and seqtune's path on the same model and data, in one process.
 
-paper   : fp32, batch 4, right-padded batches, logits for every position, stock AdamW
-seqtune : bf16 autocast where fast, padding-free packing, logits only at completion positions,
-          fused AdamW, at the batch sizes given by --batches
+paper   : fp32, batch 4, right-padded batches, logits for every position, stock AdamW,
+          transformers' default attention (sdpa)
+seqtune : the defaults of `seqtune train`: bf16 autocast where fast, packing on GPUs (padded
+          batches on CPUs), logits only at completion positions, fused AdamW, the attention
+          kernel of model.attention=auto, at the batch sizes given by --batches
 
-Prints examples/s, tokens/s, MFU (6 * N * tokens/s over the measured bf16 matmul peak),
-peak memory and the ratio to the paper recipe. With --quality N both recipes train on the
-same N examples from the real weights and the eval loss on held-out pairs is compared.
+The recipes take turns (--repeats rounds, each a fresh optimiser, warm-up steps untimed) and
+the median of the rounds is reported, so a burst of load on a shared machine hits all of
+them alike. Prints examples/s, tokens/s, MFU (6 * N * tokens/s over the measured bf16 matmul
+peak), peak memory and the ratio to the paper recipe. With --quality N both recipes train on
+the same N examples from the real weights and the eval loss on held-out pairs is compared.
+
+Like the `seqtune` command, the script re-executes itself with tcmalloc preloaded where it is
+installed (src/seqtune/runtime.py), so both recipes run with it; SEQTUNE_ALLOCATOR=system
+measures both with glibc's malloc instead.
 
   python bench/train_throughput.py --model smollm2-135m --steps 6
   python bench/train_throughput.py --model opt-125m --device cuda --batches 64,256
@@ -25,15 +33,23 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+if __name__ == "__main__":
+    from seqtune.runtime import use_fast_allocator
+
+    use_fast_allocator(sys.argv)
+
+import statistics  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 from seqtune.batching import Example, collate  # noqa: E402
 from seqtune.config import DataConfig, TrainConfig  # noqa: E402
 from seqtune.data import load_splits  # noqa: E402
 from seqtune.formats import encode_example, get_format  # noqa: E402
+from seqtune.modeling import attention_kernel  # noqa: E402
+from seqtune.runtime import loaded_allocator  # noqa: E402
 from seqtune.train import (  # noqa: E402
     autocast_dtype,
     completion_loss,
@@ -41,6 +57,7 @@ from seqtune.train import (  # noqa: E402
     make_optimizer,
     packing_supported,
     supports_logits_to_keep,
+    use_packing,
 )
 
 ARCHS = {
@@ -100,10 +117,11 @@ def paper_loss(model, batch):
     return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
 
 
-def run_recipe(name, model, examples, batch_size, steps, warmup, device, paper: bool, lr: float):
+def run_recipe(name, model, examples, batch_size, steps, warmup, device, paper: bool, lr: float, offset: int = 0):
     cfg = TrainConfig(lr=lr, batch_size=batch_size, precision="fp32" if paper else "auto")
+    model.set_attn_implementation("sdpa" if paper else attention_kernel("auto"))
     amp = None if paper else autocast_dtype("auto", device)
-    packing = (not paper) and packing_supported(model, examples, 0)
+    packing = (not paper) and use_packing(cfg.packing, device) and packing_supported(model, examples, 0)
     keep = (not paper) and supports_logits_to_keep(model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr) if paper \
         else make_optimizer(model, cfg)
@@ -118,7 +136,7 @@ def run_recipe(name, model, examples, batch_size, steps, warmup, device, paper: 
                 torch.cuda.synchronize()
             t_start = time.perf_counter()
             n_ex = n_tok = 0
-        lo = (step * batch_size) % max(len(examples) - batch_size + 1, 1)
+        lo = ((offset + step) * batch_size) % max(len(examples) - batch_size + 1, 1)
         chunk = examples[lo:lo + batch_size]
         batch, n_targets = collate(chunk, packing, 0, device)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
@@ -135,6 +153,7 @@ def run_recipe(name, model, examples, batch_size, steps, warmup, device, paper: 
     mem = (torch.cuda.max_memory_allocated() / 2**30) if device.type == "cuda" else \
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return {"recipe": name, "batch": batch_size, "bf16": amp is not None, "packing": packing, "head_only_completion": keep,
+            "attention": model.config._attn_implementation,
             "examples_per_s": n_ex / sec, "tokens_per_s": n_tok / sec, "peak_mem_gib": mem}
 
 
@@ -144,10 +163,13 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--data", default="data/smiles2iupac_demo")
     ap.add_argument("--batches", default="4,32", help="seqtune batch sizes to time")
-    ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=5, help="timed steps per recipe and round")
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3, help="rounds; the median is reported")
+    ap.add_argument("--format", default="instruct", help="prompt format of the examples")
     ap.add_argument("--quality", type=int, default=0, help="train both recipes on this many examples, compare eval loss")
-    ap.add_argument("--fast-lr", type=float, default=1.6e-4, help="lr of the seqtune batch in --quality mode")
+    ap.add_argument("--fast-batch", type=int, default=4, help="seqtune's batch in --quality mode (default: the paper's)")
+    ap.add_argument("--fast-lr", type=float, default=2e-5, help="seqtune's lr in --quality mode (default: the paper's)")
     ap.add_argument("--json", default=None, help="also write the figures here")
     a = ap.parse_args()
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -155,7 +177,7 @@ def main() -> None:
     model, tok = build_model(a.model)
     model.to(device)
     splits = load_splits(DataConfig(path=a.data, val_size=200))
-    fmt = get_format("instruct")
+    fmt = get_format(a.format)
     instr = DataConfig().instruction
 
     def enc(pairs):
@@ -165,40 +187,64 @@ def main() -> None:
     n_params = sum(p.numel() for p in model.parameters())
     peak = bf16_peak(device)
     print(f"device {device} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads), "
-          f"model {a.model} ({n_params / 1e6:.1f}M params), measured bf16 peak {peak / 1e12:.2f} TFLOP/s, "
-          f"mean example {sum(map(len, train_ex)) / len(train_ex):.0f} tokens")
-    rows = []
+          f"allocator {loaded_allocator()}, model {a.model} ({n_params / 1e6:.1f}M params), measured bf16 peak "
+          f"{peak / 1e12:.2f} TFLOP/s, {a.format} format, mean example {sum(map(len, train_ex)) / len(train_ex):.0f} "
+          f"tokens", flush=True)
+    recipes = [(True, 4)] + [(False, int(b)) for b in a.batches.split(",")]
     base_state = copy.deepcopy(model.state_dict())
-    for paper, bs in [(True, 4)] + [(False, int(b)) for b in a.batches.split(",")]:
-        model.load_state_dict(base_state)
-        r = run_recipe("paper" if paper else "seqtune", model, train_ex, bs, a.steps, a.warmup, device, paper, 2e-5)
+    rounds: list[list[dict]] = [[] for _ in recipes]
+    for rep in range(a.repeats):
+        for k, (paper, bs) in enumerate(recipes):
+            model.load_state_dict(base_state)
+            r = run_recipe("paper" if paper else "seqtune", model, train_ex, bs, a.steps, a.warmup, device, paper,
+                           2e-5, offset=rep * (a.steps + a.warmup))
+            rounds[k].append(r)
+            print(f"  round {rep + 1}: {r['recipe']} batch {bs}: {r['examples_per_s']:.2f} examples/s", flush=True)
+    rows = []
+    for runs in rounds:
+        r = dict(runs[0])
+        for key in ("examples_per_s", "tokens_per_s"):
+            r[key] = statistics.median(x[key] for x in runs)
+        r["rounds_examples_per_s"] = [round(x["examples_per_s"], 3) for x in runs]
+        r["peak_mem_gib"] = max(x["peak_mem_gib"] for x in runs)
         r["mfu_pct"] = 100 * 6 * n_params * r["tokens_per_s"] / peak
         rows.append(r)
     ref = rows[0]["examples_per_s"]
-    print(f"{'recipe':<9}{'batch':>6}{'bf16':>6}{'pack':>6}{'ex/s':>9}{'tok/s':>9}{'MFU%':>7}{'mem GiB':>9}{'x paper':>9}")
+    print(f"{'recipe':<9}{'batch':>6}{'bf16':>6}{'pack':>6}{'attn':>7}{'ex/s':>9}{'tok/s':>9}{'MFU%':>7}"
+          f"{'mem GiB':>9}{'x paper':>9}")
     for r in rows:
         r["speedup"] = r["examples_per_s"] / ref
-        print(f"{r['recipe']:<9}{r['batch']:>6}{str(r['bf16']):>6}{str(r['packing']):>6}{r['examples_per_s']:>9.2f}"
-              f"{r['tokens_per_s']:>9.0f}{r['mfu_pct']:>7.2f}{r['peak_mem_gib']:>9.2f}{r['speedup']:>9.2f}")
-    out = {"device": str(device), "model": a.model, "n_params": n_params, "bf16_peak_flops": peak, "rows": rows}
+        print(f"{r['recipe']:<9}{r['batch']:>6}{str(r['bf16']):>6}{str(r['packing']):>6}{r['attention']:>7}"
+              f"{r['examples_per_s']:>9.2f}{r['tokens_per_s']:>9.0f}{r['mfu_pct']:>7.2f}{r['peak_mem_gib']:>9.2f}"
+              f"{r['speedup']:>9.2f}")
+    out = {"device": str(device), "model": a.model, "allocator": loaded_allocator(), "format": a.format,
+           "n_params": n_params, "bf16_peak_flops": peak, "rows": rows}
     if a.quality:
-        out["quality"] = quality(model, base_state, train_ex[: a.quality], val_ex, device, a.fast_lr, int(a.batches.split(",")[-1]))
+        out["quality"] = quality(model, base_state, train_ex[: a.quality], val_ex, device, a.fast_lr, a.fast_batch)
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=2))
 
 
 def quality(model, base_state, examples, val_ex, device, fast_lr, fast_batch):
-    """Eval loss after the same examples: paper recipe vs seqtune's batch with a scaled lr."""
+    """Eval loss after the same examples: the paper recipe, seqtune's path, and as the noise
+    scale the paper recipe again on the same examples in another order."""
+    import random
+
+    shuffled = random.Random(1).sample(examples, len(examples))
     res = {}
-    for name, paper, bs, lr in (("paper", True, 4, 2e-5), ("seqtune", False, fast_batch, fast_lr)):
+    for name, paper, bs, lr, exs in (("paper", True, 4, 2e-5, examples), ("seqtune", False, fast_batch, fast_lr, examples),
+                                     ("paper, other order", True, 4, 2e-5, shuffled)):
         model.load_state_dict(base_state)
-        steps = len(examples) // bs
+        steps = len(exs) // bs
         t = time.perf_counter()
-        run_recipe(name, model, examples, bs, steps, 0, device, paper, lr)
+        run_recipe(name, model, exs, bs, steps, 0, device, paper, lr)
         sec = time.perf_counter() - t
-        loss = evaluate_loss(model, val_ex, TrainConfig(), device, None, 0, supports_logits_to_keep(model))
+        # All scored the same way: fp32, stock attention, every held-out pair.
+        model.set_attn_implementation("sdpa")
+        loss = evaluate_loss(model, val_ex, TrainConfig(packing=False), device, None, 0, supports_logits_to_keep(model))
         res[name] = {"batch": bs, "lr": lr, "examples": steps * bs, "eval_loss": loss, "seconds": sec}
-        print(f"quality {name:<8} batch {bs:<4} lr {lr:<8g} {steps * bs} examples in {sec:.0f} s: eval loss {loss:.4f}")
+        print(f"quality {name:<19} batch {bs:<4} lr {lr:<8g} {steps * bs} examples in {sec:.0f} s: eval loss {loss:.4f}",
+              flush=True)
     return res
 
 

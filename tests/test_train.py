@@ -148,7 +148,8 @@ def test_lora_trains_adapters_only(tmp_path, tiny_llama_dir):
 def _oom_above(limit):
     """completion_loss that fails like a GPU out of memory above `limit` tokens per pass."""
     def fake(model, batch, keep):
-        if torch.is_grad_enabled() and batch["input_ids"].numel() > limit:
+        # attention_mask spans a shared prefix's tokens too; packed batches have none
+        if torch.is_grad_enabled() and batch.get("attention_mask", batch["input_ids"]).numel() > limit:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return completion_loss(model, batch, keep)
     return fake

@@ -52,7 +52,7 @@ def micro_batches(idx: list[int], examples: list[Example], token_budget: int, pa
     return out
 
 
-def _labels(ex: Example) -> list[int]:
+def labels_of(ex: Example) -> list[int]:
     # Position t predicts token t+1; only completion tokens are targets.
     return [tok if m else -100 for tok, m in zip(ex.ids[1:], ex.mask[1:])] + [-100]
 
@@ -88,7 +88,7 @@ def collate(batch: list[Example], packing: bool, pad_id: int, device: torch.devi
             # The tail is padding: its own "sequence" (positions from 0), never a target.
             ids.append([t for ex in row for t in ex.ids] + [pad_id] * fill)
             pos.append([p for ex in row for p in range(len(ex))] + list(range(fill)))
-            labels.append([t for ex in row for t in _labels(ex)] + [-100] * fill)
+            labels.append([t for ex in row for t in labels_of(ex)] + [-100] * fill)
         tensors = {
             "input_ids": torch.tensor(ids, dtype=torch.long),
             "position_ids": torch.tensor(pos, dtype=torch.long),
@@ -98,7 +98,7 @@ def collate(batch: list[Example], packing: bool, pad_id: int, device: torch.devi
         width = max(len(ex) for ex in batch)
         ids = [list(ex.ids) + [pad_id] * (width - len(ex)) for ex in batch]
         att = [[1] * len(ex) + [0] * (width - len(ex)) for ex in batch]
-        labels = [_labels(ex) + [-100] * (width - len(ex)) for ex in batch]
+        labels = [labels_of(ex) + [-100] * (width - len(ex)) for ex in batch]
         tensors = {
             "input_ids": torch.tensor(ids, dtype=torch.long),
             "attention_mask": torch.tensor(att, dtype=torch.long),

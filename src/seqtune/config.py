@@ -80,6 +80,9 @@ class TrainConfig:
     # auto = on GPUs; off on CPUs, where attention under the dense block mask costs more
     # than the padding it saves (bench/RESULTS.md).
     packing: bool | Literal["auto"] = "auto"
+    # Padded batches: the prompt tokens all examples start with (an instruction template)
+    # are computed once per forward pass instead of once per example (seqtune.prefix).
+    shared_prefix: bool = True
     weight_decay: float = 0.0
     warmup_ratio: float = 0.0
     lr_schedule: Literal["linear", "cosine", "constant"] = "linear"

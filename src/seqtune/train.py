@@ -29,6 +29,7 @@ from seqtune.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpo
 from seqtune.config import TrainConfig
 from seqtune.errors import SeqtuneError
 from seqtune.io import atomic_write_json, atomic_write_jsonl
+from seqtune.prefix import MIN_PREFIX, common_prefix, prefix_batch, prefix_logits, prefix_supported
 from seqtune.tracking import Tracker
 
 
@@ -70,14 +71,23 @@ def completion_loss(model: Any, batch: dict[str, torch.Tensor], keep_logits: boo
     output head: on a 135M model with a 49k vocabulary the head is a large share of the work."""
     labels = batch["labels"]
     keep = labels != -100
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    if keep_logits:
-        logits = model(**inputs, logits_to_keep=keep, use_cache=False).logits
-        if logits.dim() == 3:
-            logits = logits[keep]
+    if "prefix_ids" in batch:
+        logits = prefix_logits(model, batch, keep if keep_logits else None)
     else:
-        logits = model(**inputs, use_cache=False).logits[keep]
-    return F.cross_entropy(logits.float(), labels[keep], reduction="sum")
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        kwargs = {"logits_to_keep": keep} if keep_logits else {}
+        logits = model(**inputs, use_cache=False, **kwargs).logits
+    if logits.dim() == 3 and logits.shape[:2] == keep.shape:
+        logits = logits[keep]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels[keep], reduction="sum")
+
+
+def make_batch(examples: list[Example], cfg: TrainConfig, pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """One forward pass's inputs: packed, padded, or padded after a shared prompt prefix."""
+    n = common_prefix(examples) if cfg.shared_prefix and not cfg.packing and len(examples) > 1 else 0
+    if n >= MIN_PREFIX:
+        return prefix_batch(examples, n, pad_id, device)
+    return collate(examples, cfg.packing, pad_id, device)[0]
 
 
 def use_packing(setting: bool | str, device: torch.device) -> bool:
@@ -160,11 +170,12 @@ def evaluate_loss(model: Any, examples: list[Example], cfg: TrainConfig, device:
     tokens = 0
     budget = cfg.micro_batch_tokens or 4096
     packing = use_packing(cfg.packing, device)
+    cfg = dataclasses.replace(cfg, packing=packing)
     for idx in micro_batches(list(range(len(examples))), examples, budget, packing):
-        batch, n = collate([examples[i] for i in idx], packing, pad_id, device)
+        batch = make_batch([examples[i] for i in idx], cfg, pad_id, device)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             total += completion_loss(model, batch, keep_logits).double()
-        tokens += n
+        tokens += int((batch["labels"] != -100).sum())
     model.train()
     return float(total.item() / max(tokens, 1))
 
@@ -190,7 +201,7 @@ def forward_backward(model: Any, examples: list[Example], budget: int, cfg: Trai
         step_loss = torch.zeros((), dtype=torch.float64, device=device)
         try:
             for j, mb in enumerate(mbs):
-                batch, _ = collate([examples[i] for i in mb], cfg.packing, pad_id, device)
+                batch = make_batch([examples[i] for i in mb], cfg, pad_id, device)
                 sync = j == len(mbs) - 1
                 ctx = accelerator.no_sync(model) if (world > 1 and not sync) else contextlib.nullcontext()
                 with ctx, torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
@@ -242,6 +253,9 @@ def train(
             print(f"note: {type(_base(model)).__name__} does not separate packed sequences; using padded batches")
         cfg = dataclasses.replace(cfg, packing=False)
     world, rank = accelerator.num_processes, accelerator.process_index
+    # Two forward passes before one backward would confuse DDP's gradient hooks.
+    if cfg.shared_prefix and (world > 1 or cfg.packing or not prefix_supported(model, train_examples, pad_id)):
+        cfg = dataclasses.replace(cfg, shared_prefix=False)
 
     seed_everything(cfg.seed)
     model.to(device)
