@@ -15,17 +15,22 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+if __name__ == "__main__":
+    from seqtune.runtime import use_fast_allocator
 
+    use_fast_allocator(sys.argv)  # as the `seqtune` command does; SEQTUNE_ALLOCATOR=system to compare
+
+import torch  # noqa: E402
 from train_throughput import build_model  # noqa: E402
 
 from seqtune.config import DataConfig  # noqa: E402
 from seqtune.data import load_splits  # noqa: E402
 from seqtune.formats import encode_prompt, get_format  # noqa: E402
 from seqtune.generate import generate  # noqa: E402
+from seqtune.modeling import attention_kernel  # noqa: E402
+from seqtune.runtime import loaded_allocator  # noqa: E402
 
 
 def timed(model, tok, prompts, batch, beams, new_tokens, device):
@@ -50,11 +55,13 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--beams", type=int, default=5)
     ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--attention", default="auto", help="model.attention: auto (what seqtune uses), sdpa, eager")
     a = ap.parse_args()
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     device = torch.device(a.device)
     model, tok = build_model(a.model)
     model.to(device).eval()
+    model.set_attn_implementation(attention_kernel(a.attention))
     pairs = load_splits(DataConfig(path=a.data, test_size=None)).test
     fmt, instr = get_format("instruct"), DataConfig().instruction
     prompts = [encode_prompt(tok, fmt, p.input, instr) for p in pairs]
@@ -64,7 +71,8 @@ def main() -> None:
     greedy = timed(model, tok, prompts, a.batch, 1, a.new_tokens, device)
     beam = timed(model, tok, prompts[: max(a.n // 4, a.batch // 4)], max(a.batch // a.beams, 1), a.beams,
                  a.new_tokens, device)
-    print(f"device {device}, model {a.model}, {a.new_tokens} new tokens per sequence")
+    print(f"device {device}, allocator {loaded_allocator()}, model {a.model}, attention "
+          f"{model.config._attn_implementation}, {a.new_tokens} new tokens per sequence")
     print(f"one at a time (greedy)        {single:8.2f} sequences/s")
     print(f"batched greedy (batch {a.batch:<4})    {greedy:8.2f} sequences/s  ({greedy / single:.1f}x one at a time)")
     print(f"batched beam {a.beams} (batch {max(a.batch // a.beams, 1):<4})   {beam:8.2f} sequences/s")

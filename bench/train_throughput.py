@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import os
 import platform
@@ -44,16 +45,18 @@ import statistics  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from seqtune.batching import Example, collate  # noqa: E402
+from seqtune.batching import Example  # noqa: E402
 from seqtune.config import DataConfig, TrainConfig  # noqa: E402
 from seqtune.data import load_splits  # noqa: E402
 from seqtune.formats import encode_example, get_format  # noqa: E402
 from seqtune.modeling import attention_kernel  # noqa: E402
+from seqtune.prefix import prefix_supported  # noqa: E402
 from seqtune.runtime import loaded_allocator  # noqa: E402
 from seqtune.train import (  # noqa: E402
     autocast_dtype,
     completion_loss,
     evaluate_loss,
+    make_batch,
     make_optimizer,
     packing_supported,
     supports_logits_to_keep,
@@ -122,6 +125,8 @@ def run_recipe(name, model, examples, batch_size, steps, warmup, device, paper: 
     model.set_attn_implementation("sdpa" if paper else attention_kernel("auto"))
     amp = None if paper else autocast_dtype("auto", device)
     packing = (not paper) and use_packing(cfg.packing, device) and packing_supported(model, examples, 0)
+    shared_prefix = (not paper) and not packing and prefix_supported(model, examples, 0)
+    cfg = dataclasses.replace(cfg, packing=packing, shared_prefix=shared_prefix)
     keep = (not paper) and supports_logits_to_keep(model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr) if paper \
         else make_optimizer(model, cfg)
@@ -138,7 +143,8 @@ def run_recipe(name, model, examples, batch_size, steps, warmup, device, paper: 
             n_ex = n_tok = 0
         lo = ((offset + step) * batch_size) % max(len(examples) - batch_size + 1, 1)
         chunk = examples[lo:lo + batch_size]
-        batch, n_targets = collate(chunk, packing, 0, device)
+        batch = make_batch(chunk, cfg, 0, device)
+        n_targets = int((batch["labels"] != -100).sum())
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             loss = paper_loss(model, batch) if paper else completion_loss(model, batch, keep)
         (loss / n_targets).backward()
@@ -153,6 +159,7 @@ def run_recipe(name, model, examples, batch_size, steps, warmup, device, paper: 
     mem = (torch.cuda.max_memory_allocated() / 2**30) if device.type == "cuda" else \
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return {"recipe": name, "batch": batch_size, "bf16": amp is not None, "packing": packing, "head_only_completion": keep,
+            "shared_prefix": shared_prefix,
             "attention": model.config._attn_implementation,
             "examples_per_s": n_ex / sec, "tokens_per_s": n_tok / sec, "peak_mem_gib": mem}
 
@@ -210,11 +217,11 @@ def main() -> None:
         r["mfu_pct"] = 100 * 6 * n_params * r["tokens_per_s"] / peak
         rows.append(r)
     ref = rows[0]["examples_per_s"]
-    print(f"{'recipe':<9}{'batch':>6}{'bf16':>6}{'pack':>6}{'attn':>7}{'ex/s':>9}{'tok/s':>9}{'MFU%':>7}"
+    print(f"{'recipe':<9}{'batch':>6}{'bf16':>6}{'pack':>6}{'attn':>7}{'prefix':>7}{'ex/s':>9}{'tok/s':>9}{'MFU%':>7}"
           f"{'mem GiB':>9}{'x paper':>9}")
     for r in rows:
         r["speedup"] = r["examples_per_s"] / ref
-        print(f"{r['recipe']:<9}{r['batch']:>6}{str(r['bf16']):>6}{str(r['packing']):>6}{r['attention']:>7}"
+        print(f"{r['recipe']:<9}{r['batch']:>6}{str(r['bf16']):>6}{str(r['packing']):>6}{r['attention']:>7}{str(r['shared_prefix']):>7}"
               f"{r['examples_per_s']:>9.2f}{r['tokens_per_s']:>9.0f}{r['mfu_pct']:>7.2f}{r['peak_mem_gib']:>9.2f}"
               f"{r['speedup']:>9.2f}")
     out = {"device": str(device), "model": a.model, "allocator": loaded_allocator(), "format": a.format,
@@ -241,7 +248,7 @@ def quality(model, base_state, examples, val_ex, device, fast_lr, fast_batch):
         sec = time.perf_counter() - t
         # All scored the same way: fp32, stock attention, every held-out pair.
         model.set_attn_implementation("sdpa")
-        loss = evaluate_loss(model, val_ex, TrainConfig(packing=False), device, None, 0, supports_logits_to_keep(model))
+        loss = evaluate_loss(model, val_ex, TrainConfig(packing=False, shared_prefix=False), device, None, 0, supports_logits_to_keep(model))
         res[name] = {"batch": bs, "lr": lr, "examples": steps * bs, "eval_loss": loss, "seconds": sec}
         print(f"quality {name:<19} batch {bs:<4} lr {lr:<8g} {steps * bs} examples in {sec:.0f} s: eval loss {loss:.4f}",
               flush=True)

@@ -55,3 +55,33 @@ def test_prefix_loss_and_gradients_equal_padded(family):
 def test_llama_supports_prefix_sharing():
     tok = make_tokenizer("llama")
     assert prefix_supported(make_model("llama", len(tok)), _examples(tok), tok.pad_token_id or 0)
+
+
+def test_training_with_shared_prefix_matches_padded(tmp_path, monkeypatch):
+    import seqtune.train as tr
+    from seqtune.config import TrainConfig
+    from seqtune.prefix import worth_sharing
+    from seqtune.train import train
+
+    calls = []
+    real = tr.prefix_logits
+    monkeypatch.setattr(tr, "prefix_logits", lambda *a, **k: calls.append(1) or real(*a, **k))
+
+    tok = make_tokenizer("llama")
+    fmt = get_format("instruct")
+    pairs = [(f"C{'C' * i}O", f"name {i}") for i in range(24)]
+    ex = [Example(*map(tuple, encode_example(tok, fmt, a, b, INSTRUCTION))) for a, b in pairs]
+    assert worth_sharing(common_prefix(ex[:16]), 16)  # the path under test is taken
+    runs = []
+    for shared in (False, True):
+        model = make_model("llama", len(tok), seed=5)
+        cfg = TrainConfig(epochs=2, lr=1e-3, batch_size=16, packing=False, shared_prefix=shared, precision="fp32",
+                          progress=False, logger="none")
+        runs.append((train(model, ex[:20], ex[20:], cfg, tmp_path / str(shared), tok.pad_token_id or 0), model))
+    (a, ma), (b, mb) = runs
+    assert len(calls) >= 2  # two epochs of one 16-example step each went through the prefix path
+    for ha, hb in zip(a["history"], b["history"]):
+        assert ha["train_loss"] == pytest.approx(hb["train_loss"], rel=1e-4)
+        assert ha["eval_loss"] == pytest.approx(hb["eval_loss"], rel=1e-4)
+    for p, q in zip(ma.parameters(), mb.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-3, atol=1e-5)

@@ -81,7 +81,8 @@ class TrainConfig:
     # than the padding it saves (bench/RESULTS.md).
     packing: bool | Literal["auto"] = "auto"
     # Padded batches: the prompt tokens all examples start with (an instruction template)
-    # are computed once per forward pass instead of once per example (seqtune.prefix).
+    # are computed once per forward pass instead of once per example, where that saves
+    # enough work (larger batches; seqtune.prefix).
     shared_prefix: bool = True
     weight_decay: float = 0.0
     warmup_ratio: float = 0.0

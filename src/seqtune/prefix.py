@@ -17,8 +17,14 @@ import torch
 
 from seqtune.batching import Example, labels_of
 
-# Below this many shared tokens the extra forward pass is not worth it.
-MIN_PREFIX = 8
+# The prefix costs a forward pass of its own (30 layers of small kernels for SmolLM2): it pays
+# once it saves this many token positions. Measured on 2 cores, 27 shared tokens: batch 16
+# 5.1 -> 6.3 examples/s, batch 4 5.6 -> 4.7 (forward + backward).
+MIN_SAVED_TOKENS = 256
+
+
+def worth_sharing(n_shared: int, n_examples: int) -> bool:
+    return n_shared > 0 and n_shared * (n_examples - 1) >= MIN_SAVED_TOKENS
 
 
 def common_prefix(batch: list[Example]) -> int:

@@ -29,7 +29,7 @@ from seqtune.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpo
 from seqtune.config import TrainConfig
 from seqtune.errors import SeqtuneError
 from seqtune.io import atomic_write_json, atomic_write_jsonl
-from seqtune.prefix import MIN_PREFIX, common_prefix, prefix_batch, prefix_logits, prefix_supported
+from seqtune.prefix import common_prefix, prefix_batch, prefix_logits, prefix_supported, worth_sharing
 from seqtune.tracking import Tracker
 
 
@@ -85,7 +85,7 @@ def completion_loss(model: Any, batch: dict[str, torch.Tensor], keep_logits: boo
 def make_batch(examples: list[Example], cfg: TrainConfig, pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
     """One forward pass's inputs: packed, padded, or padded after a shared prompt prefix."""
     n = common_prefix(examples) if cfg.shared_prefix and not cfg.packing and len(examples) > 1 else 0
-    if n >= MIN_PREFIX:
+    if worth_sharing(n, len(examples)):
         return prefix_batch(examples, n, pad_id, device)
     return collate(examples, cfg.packing, pad_id, device)[0]
 
