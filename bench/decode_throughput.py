@@ -29,7 +29,6 @@ from seqtune.config import DataConfig  # noqa: E402
 from seqtune.data import load_splits  # noqa: E402
 from seqtune.formats import encode_prompt, get_format  # noqa: E402
 from seqtune.generate import generate  # noqa: E402
-from seqtune.modeling import attention_kernel  # noqa: E402
 from seqtune.runtime import loaded_allocator  # noqa: E402
 
 
@@ -55,13 +54,13 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--beams", type=int, default=5)
     ap.add_argument("--new-tokens", type=int, default=64)
-    ap.add_argument("--attention", default="auto", help="model.attention: auto (what seqtune uses), sdpa, eager")
+    ap.add_argument("--attention", default="sdpa", help="attention kernel (seqtune decodes with the model's own, sdpa)")
     a = ap.parse_args()
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     device = torch.device(a.device)
     model, tok = build_model(a.model)
     model.to(device).eval()
-    model.set_attn_implementation(attention_kernel(a.attention))
+    model.set_attn_implementation(a.attention)
     pairs = load_splits(DataConfig(path=a.data, test_size=None)).test
     fmt, instr = get_format("instruct"), DataConfig().instruction
     prompts = [encode_prompt(tok, fmt, p.input, instr) for p in pairs]

@@ -3,8 +3,9 @@
 paper   : fp32, batch 4, right-padded batches, logits for every position, stock AdamW,
           transformers' default attention (sdpa)
 seqtune : the defaults of `seqtune train`: bf16 autocast where fast, packing on GPUs (padded
-          batches on CPUs), logits only at completion positions, fused AdamW, the attention
-          kernel of model.attention=auto, at the batch sizes given by --batches
+          batches on CPUs, the shared prompt prefix computed once where it pays), logits only
+          at completion positions, fused AdamW, the attention kernel of train.attention=auto,
+          at the batch sizes given by --batches
 
 The recipes take turns (--repeats rounds, each a fresh optimiser, warm-up steps untimed) and
 the median of the rounds is reported, so a burst of load on a shared machine hits all of
@@ -49,7 +50,6 @@ from seqtune.batching import Example  # noqa: E402
 from seqtune.config import DataConfig, TrainConfig  # noqa: E402
 from seqtune.data import load_splits  # noqa: E402
 from seqtune.formats import encode_example, get_format  # noqa: E402
-from seqtune.modeling import attention_kernel  # noqa: E402
 from seqtune.prefix import prefix_supported  # noqa: E402
 from seqtune.runtime import loaded_allocator  # noqa: E402
 from seqtune.train import (  # noqa: E402
@@ -60,6 +60,7 @@ from seqtune.train import (  # noqa: E402
     make_optimizer,
     packing_supported,
     supports_logits_to_keep,
+    training_attention,
     use_packing,
 )
 
@@ -122,7 +123,7 @@ def paper_loss(model, batch):
 
 def run_recipe(name, model, examples, batch_size, steps, warmup, device, paper: bool, lr: float, offset: int = 0):
     cfg = TrainConfig(lr=lr, batch_size=batch_size, precision="fp32" if paper else "auto")
-    model.set_attn_implementation("sdpa" if paper else attention_kernel("auto"))
+    model.set_attn_implementation("sdpa" if paper else (training_attention("auto", device) or "sdpa"))
     amp = None if paper else autocast_dtype("auto", device)
     packing = (not paper) and use_packing(cfg.packing, device) and packing_supported(model, examples, 0)
     shared_prefix = (not paper) and not packing and prefix_supported(model, examples, 0)

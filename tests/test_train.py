@@ -192,11 +192,16 @@ def test_resume_with_other_settings_is_refused(tmp_path):
 
 
 def test_auto_settings_follow_the_device():
-    from seqtune.modeling import attention_kernel
-    from seqtune.train import use_packing
+    from seqtune.train import attention_kernel, training_attention, use_packing
 
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     assert use_packing("auto", cpu) is False and use_packing("auto", gpu) is True
     assert use_packing(True, cpu) is True and use_packing(False, gpu) is False
-    assert attention_kernel("sdpa") == "sdpa"
-    assert attention_kernel("auto") == ("sdpa" if torch.cuda.is_available() else "eager")
+    assert training_attention("auto", cpu) == "eager" and training_attention("auto", gpu) is None
+    assert training_attention("sdpa", cpu) == "sdpa"
+    tok = make_tokenizer("llama")
+    model = make_model("llama", len(tok))
+    own = model.config._attn_implementation
+    with attention_kernel(model, "eager"):
+        assert model.config._attn_implementation == "eager"
+    assert model.config._attn_implementation == own  # decoding gets the model's own kernel back

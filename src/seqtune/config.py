@@ -60,9 +60,6 @@ class ModelConfig:
     lora_target_modules: str = "all-linear"
     # Prompt format: plain | instruct | chat, or a path to a Jinja template file.
     format: str = "instruct"
-    # Attention kernel (transformers' attn_implementation). auto = eager on CPU-only machines,
-    # where its bf16 matmuls train ~10% faster than SDPA's CPU kernel at these lengths; sdpa on GPUs.
-    attention: str = "auto"
 
 
 @dataclass
@@ -80,6 +77,11 @@ class TrainConfig:
     # auto = on GPUs; off on CPUs, where attention under the dense block mask costs more
     # than the padding it saves (bench/RESULTS.md).
     packing: bool | Literal["auto"] = "auto"
+    # Attention kernel while training (transformers' attn_implementation: eager, sdpa,
+    # flash_attention_2, ...). auto = eager on CPUs, whose bf16 matmuls train ~10% faster
+    # than SDPA's CPU kernel at these lengths; the model's own (sdpa) elsewhere. Decoding
+    # always uses the model's own: on CPUs SDPA decodes 1.6x faster than eager.
+    attention: str = "auto"
     # Padded batches: the prompt tokens all examples start with (an instruction template)
     # are computed once per forward pass instead of once per example, where that saves
     # enough work (larger batches; seqtune.prefix).

@@ -86,13 +86,6 @@ def load_tokenizer(name: str) -> Any:
     return tok
 
 
-def attention_kernel(setting: str = "auto") -> str:
-    """transformers' attn_implementation for a ModelConfig.attention setting."""
-    if setting != "auto":
-        return setting
-    return "sdpa" if torch.cuda.is_available() else "eager"
-
-
 def load_model(cfg: ModelConfig) -> tuple[torch.nn.Module, Any]:
     """Model (float32 master weights; LoRA-wrapped if asked) and tokenizer."""
     from transformers import AutoModelForCausalLM
@@ -100,7 +93,7 @@ def load_model(cfg: ModelConfig) -> tuple[torch.nn.Module, Any]:
     path, gguf = resolve_model_path(cfg.name)
     tok = load_tokenizer(cfg.name)
     try:
-        kwargs: dict[str, Any] = {"dtype": torch.float32, "attn_implementation": attention_kernel(cfg.attention)}
+        kwargs: dict[str, Any] = {"dtype": torch.float32}
         if gguf:
             kwargs["gguf_file"] = gguf
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
@@ -195,7 +188,7 @@ def load_finetuned(folder: str | Path) -> tuple[Any, Any, ModelInfo]:
     if not meta_path.is_file():
         raise ModelError(f"{folder}: not a seqtune model folder (no {FORMAT_FILE})")
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation=attention_kernel())
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     tok = load_tokenizer(str(folder))
     info = ModelInfo(PromptFormat.from_dict(meta["format"]), meta.get("task", ""), meta.get("instruction", ""),
                      meta.get("base_model", ""), {k: v for k, v in meta.items()

@@ -90,6 +90,28 @@ def make_batch(examples: list[Example], cfg: TrainConfig, pad_id: int, device: t
     return collate(examples, cfg.packing, pad_id, device)[0]
 
 
+def training_attention(setting: str, device: torch.device) -> str | None:
+    """TrainConfig.attention resolved for a device; None keeps the model's own kernel."""
+    if setting != "auto":
+        return setting
+    return "eager" if device.type == "cpu" else None
+
+
+@contextlib.contextmanager
+def attention_kernel(model: Any, kernel: str | None):  # noqa: ANN201
+    """Run a block with another attention kernel, then give the model back its own."""
+    base = _base(model)
+    old = base.config._attn_implementation
+    if kernel is None or kernel == old:
+        yield
+        return
+    base.set_attn_implementation(kernel)
+    try:
+        yield
+    finally:
+        base.set_attn_implementation(old)
+
+
 def use_packing(setting: bool | str, device: torch.device) -> bool:
     """TrainConfig.packing resolved for a device: auto packs on GPUs only."""
     return device.type == "cuda" if setting == "auto" else bool(setting)
@@ -247,15 +269,17 @@ def train(
     keep_logits = supports_logits_to_keep(model)
     ckpt_root = out_dir / "checkpoints"
     main = accelerator.is_main_process
+    kernel = training_attention(cfg.attention, device)
     cfg = dataclasses.replace(cfg, packing=use_packing(cfg.packing, device))
-    if cfg.packing and not packing_supported(model, train_examples, pad_id):
-        if main:
-            print(f"note: {type(_base(model)).__name__} does not separate packed sequences; using padded batches")
-        cfg = dataclasses.replace(cfg, packing=False)
     world, rank = accelerator.num_processes, accelerator.process_index
-    # Two forward passes before one backward would confuse DDP's gradient hooks.
-    if cfg.shared_prefix and (world > 1 or cfg.packing or not prefix_supported(model, train_examples, pad_id)):
-        cfg = dataclasses.replace(cfg, shared_prefix=False)
+    with attention_kernel(model, kernel):
+        if cfg.packing and not packing_supported(model, train_examples, pad_id):
+            if main:
+                print(f"note: {type(_base(model)).__name__} does not separate packed sequences; using padded batches")
+            cfg = dataclasses.replace(cfg, packing=False)
+        # Two forward passes before one backward would confuse DDP's gradient hooks.
+        if cfg.shared_prefix and (world > 1 or cfg.packing or not prefix_supported(model, train_examples, pad_id)):
+            cfg = dataclasses.replace(cfg, shared_prefix=False)
 
     seed_everything(cfg.seed)
     model.to(device)
@@ -358,9 +382,10 @@ def train(
             while state.step_in_epoch < len(order):
                 t0 = time.perf_counter()
                 step_idx = order[state.step_in_epoch][rank::world]
-                step_loss, n_tokens, budget = forward_backward(
-                    ddp_model, [train_examples[i] for i in step_idx], budget, cfg, accelerator, amp, pad_id,
-                    keep_logits, optimizer)
+                with attention_kernel(model, kernel):
+                    step_loss, n_tokens, budget = forward_backward(
+                        ddp_model, [train_examples[i] for i in step_idx], budget, cfg, accelerator, amp, pad_id,
+                        keep_logits, optimizer)
                 if cfg.max_grad_norm > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 optimizer.step()
