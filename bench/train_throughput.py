@@ -46,11 +46,10 @@ import statistics  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from seqtune.batching import Example  # noqa: E402
+from seqtune.batching import Example, target_count  # noqa: E402
 from seqtune.config import DataConfig, TrainConfig  # noqa: E402
 from seqtune.data import load_splits  # noqa: E402
 from seqtune.formats import encode_example, get_format  # noqa: E402
-from seqtune.prefix import prefix_supported  # noqa: E402
 from seqtune.runtime import loaded_allocator  # noqa: E402
 from seqtune.train import (  # noqa: E402
     autocast_dtype,
@@ -58,10 +57,8 @@ from seqtune.train import (  # noqa: E402
     evaluate_loss,
     make_batch,
     make_optimizer,
-    packing_supported,
+    resolve_speed_settings,
     supports_logits_to_keep,
-    training_attention,
-    use_packing,
 )
 
 ARCHS = {
@@ -123,11 +120,13 @@ def paper_loss(model, batch):
 
 def run_recipe(name, model, examples, batch_size, steps, warmup, device, paper: bool, lr: float, offset: int = 0):
     cfg = TrainConfig(lr=lr, batch_size=batch_size, precision="fp32" if paper else "auto")
-    model.set_attn_implementation("sdpa" if paper else (training_attention("auto", device) or "sdpa"))
+    model.set_attn_implementation("sdpa")  # transformers' default, the stock loop's kernel
     amp = None if paper else autocast_dtype("auto", device)
-    packing = (not paper) and use_packing(cfg.packing, device) and packing_supported(model, examples, 0)
-    shared_prefix = (not paper) and not packing and prefix_supported(model, examples, 0)
-    cfg = dataclasses.replace(cfg, packing=packing, shared_prefix=shared_prefix)
+    if paper:
+        cfg = dataclasses.replace(cfg, packing=False, shared_prefix=False)
+    else:  # exactly what `train` decides for this model and device
+        cfg, kernel = resolve_speed_settings(cfg, model, examples, 0, device)
+        model.set_attn_implementation(kernel or "sdpa")
     keep = (not paper) and supports_logits_to_keep(model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr) if paper \
         else make_optimizer(model, cfg)
@@ -145,7 +144,7 @@ def run_recipe(name, model, examples, batch_size, steps, warmup, device, paper: 
         lo = ((offset + step) * batch_size) % max(len(examples) - batch_size + 1, 1)
         chunk = examples[lo:lo + batch_size]
         batch = make_batch(chunk, cfg, 0, device)
-        n_targets = int((batch["labels"] != -100).sum())
+        n_targets = target_count(chunk)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             loss = paper_loss(model, batch) if paper else completion_loss(model, batch, keep)
         (loss / n_targets).backward()
@@ -159,8 +158,8 @@ def run_recipe(name, model, examples, batch_size, steps, warmup, device, paper: 
     sec = time.perf_counter() - t_start
     mem = (torch.cuda.max_memory_allocated() / 2**30) if device.type == "cuda" else \
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    return {"recipe": name, "batch": batch_size, "bf16": amp is not None, "packing": packing, "head_only_completion": keep,
-            "shared_prefix": shared_prefix,
+    return {"recipe": name, "batch": batch_size, "bf16": amp is not None, "packing": cfg.packing, "head_only_completion": keep,
+            "shared_prefix": cfg.shared_prefix,
             "attention": model.config._attn_implementation,
             "examples_per_s": n_ex / sec, "tokens_per_s": n_tok / sec, "peak_mem_gib": mem}
 

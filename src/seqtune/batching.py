@@ -52,6 +52,11 @@ def micro_batches(idx: list[int], examples: list[Example], token_budget: int, pa
     return out
 
 
+def target_count(batch: list[Example]) -> int:
+    """Completion tokens scored in a batch (the first token is never a target)."""
+    return sum(sum(ex.mask[1:]) for ex in batch)
+
+
 def labels_of(ex: Example) -> list[int]:
     # Position t predicts token t+1; only completion tokens are targets.
     return [tok if m else -100 for tok, m in zip(ex.ids[1:], ex.mask[1:])] + [-100]
@@ -78,7 +83,7 @@ def pack_rows(batch: list[Example], row_tokens: int) -> list[list[Example]]:
 def collate(batch: list[Example], packing: bool, pad_id: int, device: torch.device | str = "cpu",
             row_tokens: int = 256) -> tuple[dict[str, torch.Tensor], int]:
     """Tensors for one forward pass, and the number of completion tokens it scores."""
-    n_targets = sum(sum(ex.mask[1:]) for ex in batch)
+    n_targets = target_count(batch)
     if packing:
         rows = pack_rows(batch, row_tokens)
         width = max(sum(len(ex) for ex in row) for row in rows)

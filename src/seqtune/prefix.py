@@ -6,7 +6,8 @@ In a causal model the states of those tokens do not depend on what follows, so o
 pass computes them for a batch of one, every example attends to the same keys and values
 (a cache expanded over the batch), and autograd sums the gradients that flow back into
 them. Loss and gradients are those of the full batch up to float rounding (with dropout,
-the prefix's dropout mask is shared by the batch), for about a quarter less work. `prefix_supported` checks that an architecture really behaves so.
+the prefix's dropout mask is shared by the batch), for about a quarter less work.
+`prefix_supported` checks that an architecture really behaves so.
 """
 
 from __future__ import annotations

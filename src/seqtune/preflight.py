@@ -16,32 +16,37 @@ from seqtune.modeling import count_params, load_model
 
 
 def _time_steps(model: Any, examples: list, cfg: RunConfig, pad_id: int, n: int = 1) -> float:
-    """Seconds per optimiser step, measured on real batches (the first step is warm-up)."""
-    from seqtune.batching import collate, micro_batches, step_order
+    """Seconds per optimiser step, measured on real batches the way `train` builds them
+    (the first step is warm-up)."""
+    from seqtune.batching import micro_batches, step_order
     from seqtune.train import (
+        attention_kernel,
         autocast_dtype,
         completion_loss,
+        make_batch,
         make_optimizer,
+        resolve_speed_settings,
         supports_logits_to_keep,
-        use_packing,
     )
 
-    amp = autocast_dtype(cfg.train.precision, torch.device("cpu"))
-    packing = use_packing(cfg.train.packing, torch.device("cpu"))
+    cpu = torch.device("cpu")
+    amp = autocast_dtype(cfg.train.precision, cpu)
+    train_cfg, kernel = resolve_speed_settings(cfg.train, model, examples, pad_id, cpu)
     keep = supports_logits_to_keep(model)
-    opt = make_optimizer(model, cfg.train)
-    order = step_order(len(examples), cfg.train.batch_size, cfg.train.seed, 0)
+    opt = make_optimizer(model, train_cfg)
+    order = step_order(len(examples), train_cfg.batch_size, train_cfg.seed, 0)
     times = []
-    for idx in order[: n + 1]:
-        t0 = time.perf_counter()
-        for mb in micro_batches(idx, examples, cfg.train.micro_batch_tokens, packing):
-            batch, _ = collate([examples[i] for i in mb], packing, pad_id)
-            with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
-                loss = completion_loss(model, batch, keep)
-            loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - t0)
+    with attention_kernel(model, kernel):
+        for idx in order[: n + 1]:
+            t0 = time.perf_counter()
+            for mb in micro_batches(idx, examples, train_cfg.micro_batch_tokens, train_cfg.packing):
+                batch = make_batch([examples[i] for i in mb], train_cfg, pad_id, cpu)
+                with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
+                    loss = completion_loss(model, batch, keep)
+                loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            times.append(time.perf_counter() - t0)
     return statistics.median(times[1:]) if len(times) > 1 else times[0]
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from seqtune.batching import Example, collate, micro_batches, step_order
+from seqtune.batching import Example, collate, micro_batches, step_order, target_count
 from seqtune.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
 from seqtune.config import TrainConfig
 from seqtune.errors import SeqtuneError
@@ -136,6 +136,24 @@ def packing_supported(model: Any, examples: list[Example], pad_id: int) -> bool:
     return bool(torch.allclose(packed, alone, rtol=1e-3, atol=1e-4 * float(alone.abs().max()) + 1e-6))
 
 
+def resolve_speed_settings(cfg: TrainConfig, model: Any, examples: list[Example], pad_id: int,
+                           device: torch.device, world: int = 1, announce: bool = False,
+                           ) -> tuple[TrainConfig, str | None]:
+    """`cfg` with packing and shared_prefix decided for this model, device and number of
+    processes, and the attention kernel for training steps (None: the model's own)."""
+    kernel = training_attention(cfg.attention, device)
+    cfg = dataclasses.replace(cfg, packing=use_packing(cfg.packing, device))
+    with attention_kernel(model, kernel):
+        if cfg.packing and not packing_supported(model, examples, pad_id):
+            if announce:
+                print(f"note: {type(_base(model)).__name__} does not separate packed sequences; using padded batches")
+            cfg = dataclasses.replace(cfg, packing=False)
+        # Two forward passes before one backward would confuse DDP's gradient hooks.
+        if cfg.shared_prefix and (world > 1 or cfg.packing or not prefix_supported(model, examples, pad_id)):
+            cfg = dataclasses.replace(cfg, shared_prefix=False)
+    return cfg, kernel
+
+
 @dataclass
 class TrainState:
     global_step: int = 0
@@ -194,10 +212,10 @@ def evaluate_loss(model: Any, examples: list[Example], cfg: TrainConfig, device:
     packing = use_packing(cfg.packing, device)
     cfg = dataclasses.replace(cfg, packing=packing)
     for idx in micro_batches(list(range(len(examples))), examples, budget, packing):
-        batch = make_batch([examples[i] for i in idx], cfg, pad_id, device)
+        chunk = [examples[i] for i in idx]
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            total += completion_loss(model, batch, keep_logits).double()
-        tokens += int((batch["labels"] != -100).sum())
+            total += completion_loss(model, make_batch(chunk, cfg, pad_id, device), keep_logits).double()
+        tokens += target_count(chunk)
     model.train()
     return float(total.item() / max(tokens, 1))
 
@@ -219,7 +237,7 @@ def forward_backward(model: Any, examples: list[Example], budget: int, cfg: Trai
     while True:
         idx = list(range(len(examples)))
         mbs = micro_batches(idx, examples, budget, cfg.packing)
-        n_tokens = sum(sum(examples[i].mask[1:]) for i in idx)
+        n_tokens = target_count(examples)
         step_loss = torch.zeros((), dtype=torch.float64, device=device)
         try:
             for j, mb in enumerate(mbs):
@@ -269,17 +287,8 @@ def train(
     keep_logits = supports_logits_to_keep(model)
     ckpt_root = out_dir / "checkpoints"
     main = accelerator.is_main_process
-    kernel = training_attention(cfg.attention, device)
-    cfg = dataclasses.replace(cfg, packing=use_packing(cfg.packing, device))
     world, rank = accelerator.num_processes, accelerator.process_index
-    with attention_kernel(model, kernel):
-        if cfg.packing and not packing_supported(model, train_examples, pad_id):
-            if main:
-                print(f"note: {type(_base(model)).__name__} does not separate packed sequences; using padded batches")
-            cfg = dataclasses.replace(cfg, packing=False)
-        # Two forward passes before one backward would confuse DDP's gradient hooks.
-        if cfg.shared_prefix and (world > 1 or cfg.packing or not prefix_supported(model, train_examples, pad_id)):
-            cfg = dataclasses.replace(cfg, shared_prefix=False)
+    cfg, kernel = resolve_speed_settings(cfg, model, train_examples, pad_id, device, world, announce=main)
 
     seed_everything(cfg.seed)
     model.to(device)
