@@ -11,9 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from seqtune.cli import main as cli_main
 from seqtune.config import load_config, save_config
 from seqtune.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
-from seqtune.report import best_run, build_report, main, worst_predictions
+from seqtune.report import best_run, build_report, worst_predictions
 from seqtune.results import collect, find_runs, write_results
 
 PARAMS = {"smollm2-135m": 134_515_008, "gemma3-270m": 268_098_176, "opt-350m": 331_196_416}
@@ -166,7 +167,7 @@ def test_plots_skipped_with_note_for_one_data_size(tmp_path: Path) -> None:
 
 def test_single_run_folder(tmp_path: Path) -> None:
     run = write_fake_run(tmp_path / "one", epochs=3, chem=True)
-    assert main([str(run)]) == 0
+    assert cli_main(["report", str(run)]) == 0
     html = (run / "report.html").read_text()
     assert len(_images(html)) == 1  # the epochs curve
     assert "same_molecule_pct" in html
@@ -197,9 +198,9 @@ def test_best_run_and_worst_predictions(tmp_path: Path) -> None:
 
 def test_report_errors_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "empty").mkdir()
-    assert main([str(tmp_path / "empty")]) == 2
+    assert cli_main(["report", str(tmp_path / "empty")]) == 2
     assert "no run folders" in capsys.readouterr().err
-    assert main([str(tmp_path / "missing")]) == 2
+    assert cli_main(["report", str(tmp_path / "missing")]) == 2
 
 
 def test_metrics_json_is_truth_for_finished(tmp_path: Path) -> None:
@@ -228,3 +229,13 @@ def test_rules_baseline_in_table_and_plots(tmp_path: Path) -> None:
     html_path, md_path = build_report(root)
     assert "baseline_exact_match" in md_path.read_text()
     assert "Dashed: the rules-based tool" in html_path.read_text()
+
+
+def test_results_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = write_fake_run(tmp_path / "one", epochs=2)
+    assert cli_main(["results", str(run)]) == 0
+    assert (run / "results.csv").is_file() and (run / "results.md").is_file()
+    capsys.readouterr()
+    assert cli_main(["results", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("seqtune: error:") and "missing" in err

@@ -15,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_report import write_fake_run  # the run-folder layout helper shared with the report tests
 
+from seqtune.cli import main as cli_main
 from seqtune.errors import ConfigError, SeqtuneError
-from seqtune.sweep import RunSpec, expand, load_sweep, main, parse_sweep, run_name, run_subprocess, run_sweep
+from seqtune.sweep import RunSpec, expand, load_sweep, parse_sweep, run_name, run_subprocess, run_sweep
 
 
 def write_sweep(tmp_path: Path, body: dict, name: str = "sweep.yaml") -> Path:
@@ -111,7 +112,7 @@ def test_validation_errors_name_the_key_and_run_nothing(tmp_path: Path, body: di
     with pytest.raises(ConfigError, match="sweep.yaml") as err:
         expand(load_sweep(path))
     assert message in str(err.value)
-    assert main([str(path)]) == 2
+    assert cli_main(["sweep", str(path)]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # nothing run, nothing written
 
@@ -189,18 +190,18 @@ def test_main_writes_results_and_returns_1_on_failure(tmp_path: Path, monkeypatc
     stub = StubRunner(fail={"data.train_size=20"})
     monkeypatch.setattr(sweep_mod, "run_subprocess", lambda spec, log_path, echo=False: stub(spec, log_path))
     path = write_sweep(tmp_path, {"grid": {"data.train_size": [10, 20]}, "base": {"train": {"epochs": 2}}})
-    assert main([str(path)]) == 1
+    assert cli_main(["sweep", str(path)]) == 1
     assert "data.train_size=20: torch.OutOfMemoryError" in capsys.readouterr().err
     out = tmp_path / "out"
     assert (out / "results.csv").is_file() and (out / "results.md").is_file()
     stub.fail = set()  # the cause was fixed
-    assert main([str(path), "--retry-failed"]) == 0
+    assert cli_main(["sweep", str(path), "--retry-failed"]) == 0
     assert stub.calls == ["data.train_size=10", "data.train_size=20", "data.train_size=20"]
 
 
 def test_dry_run_lists_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_sweep(tmp_path, {"grid": {"data.train_size": [10, 20], "model.format": ["plain", "chat"]}})
-    assert main([str(path), "--dry-run"]) == 0
+    assert cli_main(["sweep", str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "data.train_size=10__model.format=plain  pending  run" in out and "4 runs, 4 to run" in out
     assert not (tmp_path / "out").exists()
@@ -300,7 +301,7 @@ def test_end_to_end_tiny_sweep(tmp_path: Path, tiny_llama_dir: Path, monkeypatch
                  "generate": {"max_new_tokens": 8}},
         "grid": {"data.train_size": [4, 8, 16], "model.format": ["instruct", "plain"]},
     })
-    assert main([str(path)]) == 0, capsys.readouterr()
+    assert cli_main(["sweep", str(path)]) == 0, capsys.readouterr()
     out = tmp_path / "out"
     runs = sorted(p.parent for p in out.glob("*/metrics.json"))
     assert len(runs) == 6
@@ -318,6 +319,6 @@ def test_end_to_end_tiny_sweep(tmp_path: Path, tiny_llama_dir: Path, monkeypatch
 
     logs = {r: (r / "sweep.log").read_text() for r in runs}
     capsys.readouterr()
-    assert main([str(path)]) == 0
+    assert cli_main(["sweep", str(path)]) == 0
     assert capsys.readouterr().out.count("done, skipped") == 6
     assert all((r / "sweep.log").read_text() == log for r, log in logs.items())  # nothing re-ran

@@ -25,6 +25,7 @@ commands:
   serve --model DIR [--port 8000]
   data chem --task smiles2iupac --source moses --n 10000 --out DIR
   sweep SWEEP.yaml [--retry-failed]
+  results DIR                    collect run folders into results.csv / results.md
   report DIR
 
 Config keys can be overridden as key=value, --section.key value, or Chemprop-style
@@ -144,6 +145,12 @@ def cmd_report(argv: list[str]) -> int:
     return report_main(argv)
 
 
+def cmd_results(argv: list[str]) -> int:
+    from seqtune.results import main as results_main
+
+    return results_main(argv)
+
+
 COMMANDS = {
     "run": cmd_run,
     "train": lambda a: cmd_run(a, evaluate_base=False),
@@ -155,6 +162,7 @@ COMMANDS = {
     "data": cmd_data,
     "sweep": cmd_sweep,
     "report": cmd_report,
+    "results": cmd_results,
 }
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -211,14 +210,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="where to write the report (default: DIR)")
     ap.add_argument("--worst", type=int, default=WORST_N, help="how many worst predictions to list")
     args = ap.parse_args(argv)
-    try:
-        html_path, md_path = build_report(args.dir, args.out, args.worst)
-    except SeqtuneError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    html_path, md_path = build_report(args.dir, args.out, args.worst)
     print(f"{html_path}\n{md_path}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,7 +15,6 @@ import io
 import json
 import math
 import numbers
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -336,14 +335,6 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="seqtune results", description="Collect run folders into a results table.")
     ap.add_argument("dir", help="a sweep folder or a single run folder")
     args = ap.parse_args(argv)
-    try:
-        for path in write_results(args.dir):
-            print(path)
-    except SeqtuneError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    for path in write_results(args.dir):
+        print(path)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -429,25 +429,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out-dir", help="sweep root folder (overrides the file's out_dir)")
     ap.add_argument("-v", "--verbose", action="store_true", help="echo each run's output to the terminal")
     args = ap.parse_args(argv)
+    sweep = load_sweep(args.sweep)
+    if args.out_dir:
+        sweep.out_dir = Path(args.out_dir)
+    specs = expand(sweep)
+    check_existing(specs)
+    if args.dry_run:
+        _print_plan(specs, args.retry_failed)
+        return 0
+    runner = functools.partial(run_subprocess, echo=args.verbose)
     try:
-        sweep = load_sweep(args.sweep)
-        if args.out_dir:
-            sweep.out_dir = Path(args.out_dir)
-        specs = expand(sweep)
-        check_existing(specs)
-        if args.dry_run:
-            _print_plan(specs, args.retry_failed)
-            return 0
-        runner = functools.partial(run_subprocess, echo=args.verbose)
         summary = run_sweep(sweep, retry_failed=args.retry_failed, runner=runner)
         csv_path, md_path = write_results(sweep.out_dir)
-        print(f"results: {csv_path} and {md_path}; plots: seqtune report {sweep.out_dir}")
-    except SeqtuneError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("\ninterrupted; run the same command again to continue where it stopped", file=sys.stderr)
         return 130
+    print(f"results: {csv_path} and {md_path}; plots: seqtune report {sweep.out_dir}")
     failed = [r for r in summary["runs"] if r["status"] == "failed"]
     if failed:
         print(f"{len(failed)} of {len(summary['runs'])} runs failed (details in each run's {ERROR_FILE}):",
@@ -456,7 +453,3 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {r['name']}: {r.get('error', '')}", file=sys.stderr)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
