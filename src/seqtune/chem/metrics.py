@@ -22,6 +22,13 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+def _summary(rows: list[dict], pct: tuple[str, ...], mean: tuple[str, ...]) -> dict[str, float]:
+    """`<flag>_pct` for each boolean column, `mean_<value>` for each number column (None skipped)."""
+    out = {f"{k}_pct": _pct([r[k] for r in rows]) for k in pct}
+    out.update({f"mean_{k}": _mean([r[k] for r in rows if r[k] is not None]) for k in mean})
+    return out
+
+
 def _target_molecules(task: str, inputs: list[str], references: list[str]) -> list[str | None]:
     """Canonical SMILES of the molecule each example is about.
 
@@ -59,13 +66,7 @@ def _score_names(targets: list[str | None], predictions: list[str]) -> tuple[dic
                 "predicted_smiles": check.canonical,
             }
         )
-    summary = {
-        "opsin_parsable_pct": _pct([r["opsin_parsable"] for r in rows]),
-        "same_molecule_pct": _pct([r["same_molecule"] for r in rows]),
-        "same_inchikey_pct": _pct([r["same_inchikey"] for r in rows]),
-        "mean_tanimoto": _mean([r["tanimoto"] for r in rows]),
-    }
-    return summary, rows
+    return _summary(rows, ("opsin_parsable", "same_molecule", "same_inchikey"), ("tanimoto",)), rows
 
 
 def _score_smiles(
@@ -87,14 +88,8 @@ def _score_smiles(
                 "tanimoto": molecules.tanimoto(canon, target),
             }
         )
-    summary = {
-        "valid_smiles_pct": _pct([r["valid_smiles"] for r in rows]),
-        "canonical_match_pct": _pct([r["canonical_match"] for r in rows]),
-        "same_inchikey_pct": _pct([r["same_inchikey"] for r in rows]),
-        "exact_string_pct": _pct([r["exact_string"] for r in rows]),
-        "mean_tanimoto": _mean([r["tanimoto"] for r in rows]),
-    }
-    return summary, rows
+    pct = ("valid_smiles", "canonical_match", "same_inchikey", "exact_string")
+    return _summary(rows, pct, ("tanimoto",)), rows
 
 
 def _score_formulas(
@@ -121,15 +116,9 @@ def _score_formulas(
                 "element_count_error": error,
             }
         )
-    errors = [r["element_count_error"] for r in rows if r["element_count_error"] is not None]
-    summary = {
-        "valid_formula_pct": _pct([r["valid_formula"] for r in rows]),
-        "formula_match_pct": _pct([r["formula_match"] for r in rows]),
-        "exact_string_pct": _pct([r["exact_string"] for r in rows]),
-        # L1 distance between element counts; an invalid formula costs all the reference's atoms.
-        "mean_element_count_error": _mean(errors),
-    }
-    return summary, rows
+    # element_count_error: L1 distance between element counts; an invalid formula costs all
+    # the reference's atoms; unknown (None) where the reference has no formula.
+    return _summary(rows, ("valid_formula", "formula_match", "exact_string"), ("element_count_error",)), rows
 
 
 def _score_inchis(
@@ -154,13 +143,7 @@ def _score_inchis(
                 "tanimoto": molecules.tanimoto(canon, target),
             }
         )
-    summary = {
-        "valid_inchi_pct": _pct([r["valid_inchi"] for r in rows]),
-        "same_molecule_pct": _pct([r["same_molecule"] for r in rows]),
-        "exact_string_pct": _pct([r["exact_string"] for r in rows]),
-        "mean_tanimoto": _mean([r["tanimoto"] for r in rows]),
-    }
-    return summary, rows
+    return _summary(rows, ("valid_inchi", "same_molecule", "exact_string"), ("tanimoto",)), rows
 
 
 def score(
