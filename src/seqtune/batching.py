@@ -23,11 +23,30 @@ class Example:
         return len(self.ids)
 
 
-def step_order(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """The examples of each optimiser step of one epoch: a function of (seed, epoch) alone,
-    so a resumed run replays the same order without saving it."""
+def step_order(n: int, batch_size: int, seed: int, epoch: int, lengths: list[int] | None = None,
+               order: str = "random") -> list[list[int]]:
+    """The examples of each optimiser step of one epoch: a function of (seed, epoch, lengths)
+    alone, so a resumed run replays the same order without saving it.
+
+    order: `random`; `grouped`, random batches of similar length (transformers'
+    LengthGroupedSampler: windows of 64 batches sorted by length, then the batches shuffled),
+    which cuts the padding of a padded batch; `curriculum`, the first epoch from the shortest
+    example to the longest (random ties), later epochs grouped."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     perm = torch.randperm(n, generator=g).tolist()
+    if order != "random" and lengths is None:
+        raise ValueError(f"order={order!r} needs the example lengths")
+    if order == "curriculum" and epoch == 0:
+        perm.sort(key=lambda i: lengths[i])  # stable: random among equal lengths
+        return [perm[i:i + batch_size] for i in range(0, n, batch_size)]
+    if order in ("grouped", "curriculum"):
+        window = 64 * batch_size
+        steps: list[list[int]] = []
+        for w in range(0, n, window):
+            chunk = sorted(perm[w:w + window], key=lambda i: lengths[i])
+            steps.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+        shuffle = torch.randperm(len(steps), generator=g).tolist()
+        return [steps[i] for i in shuffle]
     return [perm[i:i + batch_size] for i in range(0, n, batch_size)]
 
 

@@ -21,6 +21,7 @@ commands:
   check CONFIG [key=value ...]   validate config, data, model and lengths; print the plan
   predict --model DIR --input FILE|- [--output FILE] [--beams N] [--verify opsin --candidates K]
   evaluate --predictions FILE [--task TASK] [--output FILE]
+  evaluate --model DIR [--holdout moses_scaffold nci_small] [--beams N] [--verify opsin]
   export RUN_DIR --output DIR    copy a run's model folder (merged weights, tokenizer, format, card)
   serve --model DIR [--port 8000]
   data chem --task smiles2iupac --source moses --n 10000 --out DIR
@@ -89,14 +90,28 @@ def cmd_predict(argv: list[str]) -> int:
 
 
 def cmd_evaluate(argv: list[str]) -> int:
-    from seqtune.predict import evaluate_file
+    from seqtune.predict import HOLDOUTS, evaluate_file, evaluate_model
 
     p = argparse.ArgumentParser(prog="seqtune evaluate")
-    p.add_argument("--predictions", required=True, help="JSONL with reference and prediction fields")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--predictions", help="JSONL with reference and prediction fields")
+    what.add_argument("--model", help="model folder to decode and score on --holdout sets")
+    p.add_argument("--holdout", nargs="+", default=list(HOLDOUTS),
+                   help=f"with --model: {', '.join(HOLDOUTS)} (default: all) or pair files")
     p.add_argument("--task", default="", help="e.g. smiles2iupac, to add chemistry scores")
-    p.add_argument("--output", default=None, help="metrics JSON to write")
+    p.add_argument("--output", default=None, help="metrics JSON to write (with --model: a folder)")
+    p.add_argument("--beams", type=int, default=1)
+    p.add_argument("--candidates", type=int, default=1)
+    p.add_argument("--verify", choices=["none", "opsin"], default="none")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--max-new-tokens", type=int, default=128)
     a = p.parse_args(argv)
-    print(json.dumps(evaluate_file(a.predictions, a.task, a.output), indent=2))
+    if a.model:
+        result = evaluate_model(a.model, a.holdout, a.output, num_beams=a.beams, candidates=a.candidates,
+                                verify=a.verify, batch_size=a.batch_size, max_new_tokens=a.max_new_tokens)
+    else:
+        result = evaluate_file(a.predictions, a.task, a.output)
+    print(json.dumps(result, indent=2))
     return 0
 
 

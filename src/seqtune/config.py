@@ -25,7 +25,8 @@ from seqtune.io import atomic_write_text
 class DataConfig:
     """Where the pairs come from and how they are split."""
 
-    # A CSV/TSV/JSONL/Parquet file, a folder holding train/val/test files, or `hf:NAME[:CONFIG]`.
+    # A CSV/TSV/JSONL/Parquet file, a folder holding train/val/test files, or `hf:NAME[:CONFIG]`;
+    # several, comma-separated, are concatenated split by split.
     path: str = "data/smiles2iupac_demo"
     input_column: str = "input"
     output_column: str = "output"
@@ -45,6 +46,16 @@ class DataConfig:
     # dropped or reported as an error; never cut silently.
     max_length: int = 256
     overlength: Literal["drop", "error"] = "drop"
+    # A file of pairs scored as the test split instead of a split of `path` (a fixed holdout
+    # such as data/holdouts/moses_scaffold/test.jsonl); its inputs are removed from train/val.
+    test_path: str | None = None
+    # Chemistry tasks learnt beside `task` from the same training molecules, comma-separated
+    # (iupac2smiles, smiles2formula, smiles2inchi, randomsmiles2canonical): one extra pair per
+    # molecule and task, each with its own instruction. Scores stay on `task`.
+    mix: str = ""
+    # random_smiles: from the second epoch on, every training SMILES input is a fresh random
+    # SMILES of the same molecule (seeded by seed, epoch and example: resumable, reproducible).
+    augment: Literal["none", "random_smiles"] = "none"
 
 
 @dataclass
@@ -60,6 +71,15 @@ class ModelConfig:
     lora_target_modules: str = "all-linear"
     # Prompt format: plain | instruct | chat, or a path to a Jinja template file.
     format: str = "instruct"
+    # How inputs / outputs are spelled inside the prompt (undone on predictions):
+    # none | smiles (a space between SMILES tokens: atoms, bonds, ring digits) | chars.
+    input_split: Literal["none", "smiles", "chars"] = "none"
+    output_split: Literal["none", "smiles", "chars"] = "none"
+    # Full fine-tuning with the lowest layers fixed: less compute per example (no backward
+    # below the first trained layer). freeze_layers > 0 also freezes the input embeddings
+    # (and an output head tied to them).
+    freeze_embeddings: bool = False
+    freeze_layers: int = 0
 
 
 @dataclass
@@ -86,6 +106,9 @@ class TrainConfig:
     # are computed once per forward pass instead of once per example, where that saves
     # enough work (larger batches; seqtune.prefix).
     shared_prefix: bool = True
+    # Order of examples: random batches; grouped = random batches of similar length (less
+    # padding, as transformers' group_by_length); curriculum = first epoch shortest first.
+    order: Literal["random", "grouped", "curriculum"] = "random"
     weight_decay: float = 0.0
     warmup_ratio: float = 0.0
     lr_schedule: Literal["linear", "cosine", "constant"] = "linear"
@@ -246,7 +269,8 @@ def _check_ranges(cfg: RunConfig) -> None:
             raise ConfigError(f"{key}: must be in [0, 1), got {v}")
     for key, v in (("train.micro_batch_tokens", cfg.train.micro_batch_tokens),
                    ("train.save_every_steps", cfg.train.save_every_steps),
-                   ("train.max_steps", cfg.train.max_steps), ("train.weight_decay", cfg.train.weight_decay)):
+                   ("train.max_steps", cfg.train.max_steps), ("train.weight_decay", cfg.train.weight_decay),
+                   ("model.freeze_layers", cfg.model.freeze_layers)):
         if v < 0:
             raise ConfigError(f"{key}: must be >= 0, got {v}")
     if cfg.generate.candidates > cfg.generate.num_beams and cfg.generate.candidates > 1:

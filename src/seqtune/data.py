@@ -28,6 +28,8 @@ class Pair:
     input: str
     output: str
     where: str = ""  # "file:line", for messages
+    # The pair's own instruction (a task mix); "" = the run's data.instruction.
+    instruction: str = ""
 
 
 @dataclass
@@ -199,6 +201,14 @@ def _read_dir(path: Path, input_column: str, output_column: str) -> dict[str, li
     return found
 
 
+def _read_source(source: str, input_column: str, output_column: str) -> dict[str, list[Pair]]:
+    if source.startswith("hf:"):
+        return _read_hf(source, input_column, output_column)
+    if Path(source).is_dir():
+        return _read_dir(Path(source), input_column, output_column)
+    return {"all": read_pairs(source, input_column, output_column)}
+
+
 def dedupe(pairs: list[Pair]) -> tuple[list[Pair], int]:
     """Keep the first pair for each input: a repeated input (even with another output) is dropped."""
     seen: set[str] = set()
@@ -222,27 +232,34 @@ def _take(pairs: list[Pair], n: int | None, seed: int) -> list[Pair]:
 def load_splits(cfg: DataConfig) -> Splits:
     """Read, dedupe and split the data as the config says."""
     stats: dict[str, Any] = {"source": cfg.path}
-    if cfg.path.startswith("hf:"):
-        given = _read_hf(cfg.path, cfg.input_column, cfg.output_column)
-    elif Path(cfg.path).is_dir():
-        given = _read_dir(Path(cfg.path), cfg.input_column, cfg.output_column)
-    else:
-        given = {"all": read_pairs(cfg.path, cfg.input_column, cfg.output_column)}
+    given: dict[str, list[Pair]] = {}
+    # Several sources, comma-separated, are concatenated split by split (e.g. two data sets).
+    for source in [s.strip() for s in cfg.path.split(",") if s.strip()]:
+        for split, pairs in _read_source(source, cfg.input_column, cfg.output_column).items():
+            given.setdefault(split, []).extend(pairs)
     stats["rows_read"] = sum(len(v) for v in given.values())
+    test_fraction = cfg.test_fraction
+    if cfg.test_path:
+        # A fixed holdout replaces the test split; dedupe below keeps its inputs out of train/val.
+        given["test"] = read_pairs(cfg.test_path, cfg.input_column, cfg.output_column)
+        stats["test_path"] = cfg.test_path
+        test_fraction = 0.0
 
-    if set(given) == {"all"} or set(given) == {"train"}:
+    if set(given) - {"test"} in ({"all"}, {"train"}) and (cfg.test_path or "test" not in given):
         pairs = given.get("all") or given["train"]
         dropped = 0
         if cfg.dedupe:
             pairs, dropped = dedupe(pairs)
         order = list(range(len(pairs)))
         random.Random(cfg.seed).shuffle(order)
-        n_test = round(len(pairs) * cfg.test_fraction)
+        n_test = round(len(pairs) * test_fraction)
         n_val = round(len(pairs) * cfg.val_fraction)
         test = [pairs[i] for i in sorted(order[:n_test])]
         val = [pairs[i] for i in sorted(order[n_test:n_test + n_val])]
         train = [pairs[i] for i in sorted(order[n_test + n_val:])]
-    else:
+        if cfg.test_path:
+            given = {"train": train, "val": val, "test": given["test"]}
+    if len(given) > 1 or "test" in given:
         train, val, test = given.get("train", []), given.get("val", []), given.get("test", [])
         dropped = 0
         if cfg.dedupe:

@@ -9,6 +9,7 @@ EOS must still learn to stop.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,41 @@ BUILTIN = {
 }
 CHAT = "chat"
 
+# How the text of an input or output is spelled for the model, on top of the template.
+# `smiles`: one space between SMILES tokens (atoms, bonds, ring digits), so every token the
+# model sees is one chemical unit instead of a BPE merge such as "(=" or "ccc".
+# `chars`: one space between characters (a real space becomes "_"), the finest spelling.
+# Both are undone on the model's output, so predictions and scores see plain text.
+SPLITS = ("none", "smiles", "chars")
+# The SMILES tokenizer regex of Schwaller et al. (Molecular Transformer, 2019), the one
+# chemistry language models use; no maintained package exposes it on its own.
+SMILES_TOKEN = re.compile(
+    r"(\[[^\]]+]|Br?|Cl?|N|O|S|P|F|I|b|c|n|o|s|p|\(|\)|\.|=|#|-|\+|\\|/|:|~|@|\?|>|\*|\$|%[0-9]{2}|[0-9])"
+)
+
+
+def split_text(text: str, how: str) -> str:
+    """`text` spelled as `how` says (see SPLITS); `join_text` undoes it."""
+    if how == "none":
+        return text
+    if how == "smiles":
+        tokens = SMILES_TOKEN.findall(text)
+        if "".join(tokens) != text:  # not a SMILES string: leave it as it is rather than lose characters
+            return text
+        return " ".join(tokens)
+    if how == "chars":
+        return " ".join("_" if ch == " " else ch for ch in text)
+    raise ConfigError(f"unknown split {how!r}; expected one of {', '.join(SPLITS)}")
+
+
+def join_text(text: str, how: str) -> str:
+    if how == "none":
+        return text
+    if how == "smiles":
+        return "".join(text.split())
+    # chars: spaces separate characters, "_" stands for a real space
+    return "".join(text.split(" ")).replace("_", " ")
+
 _env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
 
 
@@ -34,8 +70,15 @@ class PromptFormat:
 
     name: str
     template: str | None
+    input_split: str = "none"
+    output_split: str = "none"
+
+    def output_text(self, generated: str) -> str:
+        """A decoded completion as plain text (the output spelling undone)."""
+        return join_text(generated, self.output_split).strip()
 
     def prompt_text(self, tokenizer: Any, input: str, instruction: str) -> str:
+        input = split_text(input, self.input_split)
         if self.template is None:
             if not getattr(tokenizer, "chat_template", None):
                 raise ConfigError("model.format: 'chat' needs a tokenizer with a chat template; use instruct or plain")
@@ -49,15 +92,26 @@ class PromptFormat:
             raise ConfigError(f"model.format {self.name!r}: template error ({err})") from None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "template": self.template}
+        return {"name": self.name, "template": self.template, "input_split": self.input_split,
+                "output_split": self.output_split}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PromptFormat:
-        return cls(name=d["name"], template=d.get("template"))
+        return cls(name=d["name"], template=d.get("template"), input_split=d.get("input_split", "none"),
+                   output_split=d.get("output_split", "none"))
 
 
-def get_format(spec: str) -> PromptFormat:
-    """A built-in name (plain, instruct, chat) or the path of a Jinja template for the prompt."""
+def get_format(spec: str, input_split: str = "none", output_split: str = "none") -> PromptFormat:
+    """A built-in name (plain, instruct, chat) or the path of a Jinja template for the prompt,
+    with the spelling of inputs and outputs (SPLITS)."""
+    for key, how in (("model.input_split", input_split), ("model.output_split", output_split)):
+        if how not in SPLITS:
+            raise ConfigError(f"{key}: {how!r} is not one of {', '.join(SPLITS)}")
+    fmt = _template_format(spec)
+    return PromptFormat(fmt.name, fmt.template, input_split, output_split)
+
+
+def _template_format(spec: str) -> PromptFormat:
     if spec in BUILTIN:
         return PromptFormat(spec, BUILTIN[spec])
     if spec == CHAT:
@@ -98,10 +152,14 @@ def encode_prompt(tokenizer: Any, fmt: PromptFormat, input: str, instruction: st
     return list(ids)
 
 
-def encode_completion(tokenizer: Any, output: str) -> list[int]:
+def encode_completion(tokenizer: Any, output: str, output_split: str = "none") -> list[int]:
     # The output is data: text that spells a special token ("</s>", "<|endoftext|>") is
     # tokenised as text, or the model would learn to stop (or start over) inside it.
-    ids = tokenizer(output, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    if output_split == "chars" and "_" in output:
+        raise ConfigError("model.output_split: 'chars' spells a space as '_', and this output holds a '_' "
+                          f"({output[:60]!r}); use output_split: none")
+    text = split_text(output, output_split)
+    ids = tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
     return list(ids) + [eos_id(tokenizer)]
 
 
@@ -110,5 +168,5 @@ def encode_example(
 ) -> tuple[list[int], list[bool]]:
     """(ids, mask): mask is True exactly on the completion tokens and the final EOS."""
     prompt = encode_prompt(tokenizer, fmt, input, instruction)
-    completion = encode_completion(tokenizer, output)
+    completion = encode_completion(tokenizer, output, fmt.output_split)
     return prompt + completion, [False] * len(prompt) + [True] * len(completion)

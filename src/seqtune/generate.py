@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -21,8 +22,10 @@ def generate(
     precision: str = "auto",
     progress: bool = False,
     min_new_tokens: int = 0,
+    text_of: Callable[[str], str] = str.strip,
 ) -> list[list[str]]:
-    """For each prompt (token ids), `num_return` decoded completions, best first."""
+    """For each prompt (token ids), `num_return` decoded completions, best first, each
+    passed through `text_of` (a prompt format's `output_text` undoes its output spelling)."""
     from transformers import GenerationConfig
 
     if not prompts:
@@ -53,7 +56,7 @@ def generate(
             out = model.generate(input_ids=ids, attention_mask=att, generation_config=gen_cfg)
         texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
         for j, i in enumerate(idx):
-            results[i] = [t.strip() for t in texts[j * num_return:(j + 1) * num_return]]
+            results[i] = [text_of(t) for t in texts[j * num_return:(j + 1) * num_return]]
     if was_training:
         model.train()
     return results

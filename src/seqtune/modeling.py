@@ -105,7 +105,31 @@ def load_model(cfg: ModelConfig) -> tuple[torch.nn.Module, Any]:
         model.config.pad_token_id = tok.pad_token_id
     if cfg.method == "lora":
         model = add_lora(model, cfg)
+    elif cfg.freeze_embeddings or cfg.freeze_layers:
+        freeze_lower(model, cfg.freeze_layers, cfg.freeze_embeddings)
     return model, tok
+
+
+def decoder_layers(model: Any) -> torch.nn.ModuleList:
+    """The stack of transformer blocks, whatever the architecture names it (layers, h, blocks)."""
+    n = getattr(model.config, "num_hidden_layers", None)
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == n:
+            return module
+    raise ModelError(f"model: cannot find the {n} transformer blocks of {type(model).__name__} to freeze")
+
+
+def freeze_lower(model: Any, n_layers: int, embeddings: bool) -> None:
+    """Fix the input embeddings (and the lowest `n_layers` blocks): backward then stops at
+    the first trained block, which saves that share of the backward pass. Freezing blocks
+    implies freezing the embeddings, or backward would still run through every block."""
+    layers = decoder_layers(model)
+    if n_layers >= len(layers):
+        raise ModelError(f"model.freeze_layers: {n_layers} leaves none of the {len(layers)} blocks to train")
+    if embeddings or n_layers:
+        model.get_input_embeddings().weight.requires_grad_(False)
+    for block in list(layers)[:n_layers]:
+        block.requires_grad_(False)
 
 
 def add_lora(model: Any, cfg: ModelConfig) -> Any:

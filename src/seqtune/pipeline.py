@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from seqtune import __version__
 from seqtune.batching import Example
 from seqtune.config import RunConfig, config_to_dict, save_config
 from seqtune.data import Pair, Splits, load_splits, save_splits
-from seqtune.errors import DataError
+from seqtune.errors import ConfigError, DataError
 from seqtune.formats import PromptFormat, encode_example, encode_prompt, get_format
 from seqtune.generate import generate
 from seqtune.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
@@ -57,7 +58,7 @@ def encode_pairs(pairs: list[Pair], tokenizer: Any, fmt: PromptFormat, instructi
     """Tokenise pairs; over-long ones are dropped (and counted) or reported, never cut."""
     examples, kept, dropped = [], [], 0
     for p in pairs:
-        ids, mask = encode_example(tokenizer, fmt, p.input, p.output, instruction)
+        ids, mask = encode_example(tokenizer, fmt, p.input, p.output, p.instruction or instruction)
         if len(ids) > max_length:
             if overlength == "error":
                 raise DataError(f"{p.where or split}: example is {len(ids)} tokens, over data.max_length={max_length}")
@@ -66,6 +67,50 @@ def encode_pairs(pairs: list[Pair], tokenizer: Any, fmt: PromptFormat, instructi
         examples.append(Example(tuple(ids), tuple(mask)))
         kept.append(p)
     return Encoded(examples, kept, dropped)
+
+
+def mixed_training_pairs(cfg: RunConfig, train: list[Pair], fmt: PromptFormat) -> list[Pair]:
+    """The training split plus the pairs of `data.mix` (other tasks on the same molecules)."""
+    extra = [t.strip() for t in cfg.data.mix.split(",") if t.strip()]
+    if not extra:
+        return train
+    if fmt.template is not None and "instruction" not in fmt.template:
+        raise ConfigError(f"data.mix: the {fmt.name!r} format does not show the instruction, so the model could "
+                          "not tell the tasks apart; use model.format: instruct or chat")
+    try:
+        from seqtune.chem.tasks import mix_examples
+    except ModuleNotFoundError as err:
+        raise ConfigError(f"data.mix: needs the chemistry extra ({err.name} is not installed)") from None
+    try:
+        made = mix_examples(cfg.data.task, [(p.input, p.output) for p in train], extra, cfg.data.seed)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    return train + [Pair(i, o, f"data.mix:{n + 1}", instr) for n, (i, o, instr) in enumerate(made)]
+
+
+def augmented_epochs(cfg: RunConfig, enc: Encoded, tok: Any, fmt: PromptFormat) -> Callable[[int], list[Example]] | None:
+    """`data.augment`: each epoch's training examples, with a fresh random SMILES per input
+    molecule from the second epoch on. An augmented example longer than data.max_length keeps
+    its original spelling, so every epoch has the same examples in the same places."""
+    if cfg.data.augment == "none":
+        return None
+    from seqtune.chem.tasks import random_smiles_inputs
+
+    instruction = cfg.data.instruction
+    own = [i for i, p in enumerate(enc.kept) if not p.instruction]  # the run's task, not data.mix pairs
+
+    def examples(epoch: int) -> list[Example]:
+        if epoch == 0:
+            return enc.examples
+        out = list(enc.examples)
+        fresh = random_smiles_inputs([enc.kept[i].input for i in own], epoch, cfg.data.seed)
+        for i, smiles in zip(own, fresh):
+            ids, mask = encode_example(tok, fmt, smiles, enc.kept[i].output, instruction)
+            if len(ids) <= cfg.data.max_length:
+                out[i] = Example(tuple(ids), tuple(mask))
+        return out
+
+    return examples
 
 
 def predict_pairs(model: Any, tokenizer: Any, fmt: PromptFormat, instruction: str, pairs: list[Pair],
@@ -77,7 +122,7 @@ def predict_pairs(model: Any, tokenizer: Any, fmt: PromptFormat, instruction: st
     k = max(g.candidates, g.num_beams) if verify else 1
     outs = generate(model, tokenizer, prompts, num_beams=max(g.num_beams, k), num_return=k,
                     max_new_tokens=g.max_new_tokens, batch_size=g.batch_size, precision=cfg.train.precision,
-                    progress=progress)
+                    progress=progress, text_of=fmt.output_text)
     inputs, refs = [p.input for p in pairs], [p.output for p in pairs]
     preds = [c[0] if c else "" for c in outs]
     extra: list[dict[str, Any]] = [{} for _ in pairs]
@@ -149,16 +194,18 @@ Load it with `seqtune predict --model THIS_FOLDER --input FILE` or `seqtune serv
 
 
 def _fingerprint(cfg: RunConfig, splits: Splits) -> dict[str, Any]:
-    return {"data_hash": splits.digest(), "model": cfg.model.name, "method": cfg.model.method,
-            "format": cfg.model.format}
+    m, d = cfg.model, cfg.data
+    return {"data_hash": splits.digest(), "model": m.name, "method": m.method, "format": m.format,
+            "input_split": m.input_split, "output_split": m.output_split, "freeze_layers": m.freeze_layers,
+            "freeze_embeddings": m.freeze_embeddings, "mix": d.mix, "augment": d.augment}
 
 
 def _train_only(cfg: RunConfig, model: Any, enc: dict[str, Encoded], tok: Any, out: Path,
-                splits: Splits) -> dict[str, Any]:
+                splits: Splits, fmt: PromptFormat) -> dict[str, Any]:
     from seqtune.train import train
 
     train(model, enc["train"].examples, enc["val"].examples, cfg.train, out, tok.pad_token_id,
-          fingerprint=_fingerprint(cfg, splits))
+          fingerprint=_fingerprint(cfg, splits), epoch_examples=augmented_epochs(cfg, enc["train"], tok, fmt))
     return {}
 
 
@@ -168,11 +215,12 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     # Everything that can fail on bad input (data, format, model) happens before the
     # first file is written, so a bad run leaves no half-made run folder behind.
     splits = load_splits(cfg.data)
-    fmt = get_format(cfg.model.format)
+    fmt = get_format(cfg.model.format, cfg.model.input_split, cfg.model.output_split)
     model, tok = load_model(cfg.model)
     n_params, n_trainable = count_params(model)
     instruction = cfg.data.instruction
-    enc = {name: encode_pairs(getattr(splits, name), tok, fmt, instruction, cfg.data.max_length,
+    pairs = {"train": mixed_training_pairs(cfg, splits.train, fmt), "val": splits.val, "test": splits.test}
+    enc = {name: encode_pairs(pairs[name], tok, fmt, instruction, cfg.data.max_length,
                               cfg.data.overlength, name) for name in ("train", "val", "test")}
     if not enc["train"].examples:
         raise DataError(f"{cfg.data.path}: every training pair is longer than data.max_length={cfg.data.max_length}")
@@ -185,7 +233,7 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     main = dist.is_main_process
     model.to(dist.device)
     if not main:
-        return _train_only(cfg, model, enc, tok, out, splits)
+        return _train_only(cfg, model, enc, tok, out, splits, fmt)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     save_splits(splits, out / "data")
@@ -219,7 +267,8 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     from seqtune.train import train
 
     state = train(model, enc["train"].examples, enc["val"].examples, cfg.train, out, tok.pad_token_id,
-                  on_epoch_end=on_epoch_end, fingerprint=_fingerprint(cfg, splits))
+                  on_epoch_end=on_epoch_end, fingerprint=_fingerprint(cfg, splits),
+                  epoch_examples=augmented_epochs(cfg, enc["train"], tok, fmt))
     history = state["history"]
     last_epoch = history[-1]["epoch"] if history else 0
     last_preds = out / "predictions" / f"epoch-{last_epoch}.jsonl"

@@ -48,13 +48,23 @@ def predict(model_dir: str, source: str, output: str | None, num_beams: int = 1,
     inputs, refs = read_inputs(source, input_column, output_column)
     if not inputs:
         raise DataError(f"{source}: no inputs")
+    loaded = load_finetuned(model_dir)
+    return decode_and_score(loaded, inputs, refs, output, num_beams, candidates, verify, batch_size,
+                            max_new_tokens, precision)
+
+
+def decode_and_score(loaded: tuple[Any, Any, Any], inputs: list[str], refs: list[str] | None, output: str | None,
+                     num_beams: int = 1, candidates: int = 1, verify: str = "none", batch_size: int = 32,
+                     max_new_tokens: int = 128, precision: str = "auto") -> dict[str, Any]:
+    """Decode `inputs` with a loaded (model, tokenizer, info); write rows; score against `refs` if given."""
+    model, tok, info = loaded
     if verify != "none" and candidates < 2:
         candidates = max(num_beams, 5)
     beams = max(num_beams, candidates)
-    model, tok, info = load_finetuned(model_dir)
     prompts = [encode_prompt(tok, info.format, x, info.instruction) for x in inputs]
     outs = generate(model, tok, prompts, num_beams=beams, num_return=candidates, max_new_tokens=max_new_tokens,
-                    batch_size=batch_size, precision=precision, progress=sys.stderr.isatty())
+                    batch_size=batch_size, precision=precision, progress=sys.stderr.isatty(),
+                    text_of=info.format.output_text)
     preds = [c[0] if c else "" for c in outs]
     rows: list[dict[str, Any]] = [{"input": x, "prediction": p} for x, p in zip(inputs, preds)]
     if verify == "opsin":
@@ -102,3 +112,31 @@ def evaluate_file(predictions: str, task: str, out: str | None) -> dict[str, Any
     if out:
         atomic_write_json(out, {"summary": summary, "per_example": per})
     return summary
+
+
+# The development holdouts shipped in data/holdouts (scripts/build_study_data.sh): molecules
+# that no shipped training set contains, named and OPSIN-verified by the builder.
+HOLDOUTS = {"moses_scaffold": "data/holdouts/moses_scaffold/test.jsonl",
+            "nci_small": "data/holdouts/nci_small/test.jsonl"}
+
+
+def evaluate_model(model_dir: str, holdouts: list[str], out_dir: str | None = None, **decode: Any) -> dict[str, Any]:
+    """Score a model folder on holdouts (names in HOLDOUTS, or pair files): per holdout,
+    predictions in OUT/NAME.jsonl and scores in OUT/NAME.json (OUT defaults to the run
+    folder's holdouts/ beside the model). Returns {name: scores}."""
+    from seqtune.modeling import load_finetuned
+
+    files = {name: Path(HOLDOUTS.get(name, name)) for name in holdouts}
+    for name, path in files.items():
+        if not path.is_file():
+            raise DataError(f"{path}: holdout {name!r} not found (known: {', '.join(HOLDOUTS)}, or a pairs file)")
+    read = {name: read_inputs(str(path), "input", "output") for name, path in files.items()}
+    out = Path(out_dir) if out_dir else Path(model_dir).resolve().parent / "holdouts"
+    loaded = load_finetuned(model_dir)
+    results = {}
+    for name, (inputs, refs) in read.items():
+        stem = Path(name).stem if name not in HOLDOUTS else name
+        scores = decode_and_score(loaded, inputs, refs, str(out / f"{stem}.jsonl"), **decode)
+        atomic_write_json(out / f"{stem}.json", scores)
+        results[stem] = scores
+    return results

@@ -59,7 +59,7 @@ def preflight(cfg: RunConfig, time_steps: bool = True) -> str:
     st = splits.stats
     lines.append(f"data: {st['rows_read']} rows read from {cfg.data.path}; {st['duplicates_dropped']} duplicates dropped; "
                  f"train/val/test = {len(splits.train)}/{len(splits.val)}/{len(splits.test)}")
-    fmt = get_format(cfg.model.format)
+    fmt = get_format(cfg.model.format, cfg.model.input_split, cfg.model.output_split)
     model, tok = load_model(cfg.model)
     total, trainable = count_params(model)
     lines.append(f"model: {cfg.model.name} ({total / 1e6:.1f}M parameters, {trainable / 1e6:.2f}M trainable, "

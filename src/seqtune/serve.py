@@ -63,7 +63,8 @@ def make_server(model_dir: str, host: str = "127.0.0.1", port: int = 8000, num_b
                 return
             prompts = [encode_prompt(tok, info.format, x.strip(), info.instruction) for x in inputs]
             with lock:
-                outs = generate(model, tok, prompts, num_beams=beams, max_new_tokens=max_new_tokens)
+                outs = generate(model, tok, prompts, num_beams=beams, max_new_tokens=max_new_tokens,
+                                text_of=info.format.output_text)
             self._send(200, {"predictions": [o[0] if o else "" for o in outs]})
 
     return ThreadingHTTPServer((host, port), Handler)

@@ -276,8 +276,13 @@ def train(
     on_epoch_end: Callable[[int, Any], dict[str, Any]] | None = None,
     accelerator: Any = None,
     fingerprint: dict[str, Any] | None = None,
+    epoch_examples: Callable[[int], list[Example]] | None = None,
 ) -> dict[str, Any]:
-    """Train `model` in place. Returns the final train state as a dict (history = per-epoch records)."""
+    """Train `model` in place. Returns the final train state as a dict (history = per-epoch records).
+
+    `epoch_examples(epoch)`, when given, supplies each epoch's training examples (as many as
+    `train_examples`, e.g. with freshly augmented inputs): a function of the epoch alone, so
+    a resumed run sees the same examples."""
     from accelerate import Accelerator
 
     out_dir = Path(out_dir)
@@ -303,7 +308,7 @@ def train(
     scheduler = get_scheduler(cfg.lr_schedule, optimizer, num_warmup_steps=int(cfg.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
     fingerprint = {"n_train": len(train_examples), "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
-                   "lr_schedule": cfg.lr_schedule, **(fingerprint or {})}
+                   "lr_schedule": cfg.lr_schedule, "order": cfg.order, **(fingerprint or {})}
     state = TrainState(history=[], fingerprint=fingerprint)
     latest = latest_checkpoint(ckpt_root) if cfg.resume else None
     if latest is not None:
@@ -386,14 +391,19 @@ def train(
         if state.pending_eval:
             finish_epoch()
         while state.epoch < cfg.epochs and state.global_step < total_steps:
-            order = step_order(len(train_examples), cfg.batch_size, cfg.seed, state.epoch)
+            examples = epoch_examples(state.epoch) if epoch_examples is not None else train_examples
+            if len(examples) != len(train_examples):
+                raise SeqtuneError(f"epoch {state.epoch + 1}: {len(examples)} training examples, expected "
+                                   f"{len(train_examples)}")
+            order = step_order(len(examples), cfg.batch_size, cfg.seed, state.epoch,
+                               [len(ex) for ex in examples], cfg.order)
             running = torch.zeros((), dtype=torch.float64, device=device)
             while state.step_in_epoch < len(order):
                 t0 = time.perf_counter()
                 step_idx = order[state.step_in_epoch][rank::world]
                 with attention_kernel(model, kernel):
                     step_loss, n_tokens, budget = forward_backward(
-                        ddp_model, [train_examples[i] for i in step_idx], budget, cfg, accelerator, amp, pad_id,
+                        ddp_model, [examples[i] for i in step_idx], budget, cfg, accelerator, amp, pad_id,
                         keep_logits, optimizer)
                 if cfg.max_grad_norm > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)

@@ -24,7 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import CHEM_TASKS, naming, opsin, sources
+from . import CHEM_TASKS, molecules, naming, opsin, sources
 from .pipeline import PIPELINE_VERSION, Record, Settings, init_worker, process_shard, read_shard, write_atomic
 from .splits import SPLITS, split_random, split_scaffold
 from .tasks import check_task, make_example
@@ -46,6 +46,8 @@ class _Walk:
     """State of the in-order walk over shard results."""
 
     n: int
+    # InChIKeys of molecules that must not appear (a holdout set), see ``exclusion_keys``.
+    excluded: frozenset[str] = frozenset()
     seen: set[str] = field(default_factory=set)
     accepted: list[dict] = field(default_factory=list)
     rejects: Counter = field(default_factory=Counter)
@@ -65,6 +67,9 @@ class _Walk:
                 continue
             if row["smiles"] in self.seen:
                 self.rejects["duplicate"] += 1
+                continue
+            if self.excluded and molecules.inchikey_from_smiles(row["smiles"]) in self.excluded:
+                self.rejects["excluded"] += 1
                 continue
             example = make_example(task, row["smiles"], row["name"], seed)
             if example is None:
@@ -162,6 +167,20 @@ def _walk_shards(
     return computed, reused
 
 
+def exclusion_keys(paths: list[str | Path]) -> frozenset[str]:
+    """InChIKeys of every molecule in these files (JSONL/CSV with a ``smiles`` column, or
+    one SMILES per line): a build given them never emits those molecules, so a holdout
+    stays out of every training set built after it, whatever SMILES spells it."""
+    keys: set[str] = set()
+    for path in paths:
+        data = sources.load_jsonl_smiles(path) if str(path).endswith(".jsonl") else sources.load_file(path)
+        for smi in data.smiles:
+            key = molecules.inchikey_from_smiles(smi)
+            if key:
+                keys.add(key)
+    return frozenset(keys)
+
+
 def _shard_key(source_meta: dict, seed: int, shard_size: int, settings: Settings) -> str:
     blob = json.dumps(
         {
@@ -208,6 +227,7 @@ def build_dataset(
     keep_shards: bool = True,
     progress: bool = True,
     naming_timeout_s: float = 20.0,
+    exclude: list[str | Path] | None = None,
 ) -> BuildResult:
     """Build ``out_dir/{train,val,test}.jsonl`` and ``provenance.json`` with up to ``n`` verified pairs.
 
@@ -264,7 +284,8 @@ def build_dataset(
             records.append((idx, data.record_id(idx), data.smiles[idx], src_name))
         return str(shard_path(k)), records, settings.to_dict()
 
-    walk = _Walk(n)
+    excluded = exclusion_keys(exclude or [])
+    walk = _Walk(n, excluded)
     computed, reused = _walk_shards(walk, n_shards, shard_path, shard_job, task, seed, workers, progress)
 
     splitter = split_scaffold if split == "scaffold" else split_random
@@ -296,6 +317,7 @@ def build_dataset(
         "counts": counts,
         "total": sum(counts.values()),
         "rejects": dict(sorted(walk.rejects.items())),
+        "excluded_from": [str(p) for p in exclude or []],
         "scaffolds": {s: len({r.get("scaffold", "") for r in parts[s]}) for s in SPLITS},
     }
     write_atomic(out / "provenance.json", json.dumps(provenance, indent=2, sort_keys=True) + "\n")
@@ -342,6 +364,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--naming-timeout", type=float, default=20.0, help="seconds openclatura may spend on one molecule"
     )
+    p.add_argument("--exclude", action="append", default=[], metavar="FILE",
+                   help="leave out every molecule of FILE (JSONL/CSV with a smiles column, or .smi), by InChIKey; "
+                        "repeatable")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -367,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
             keep_shards=not args.clean_shards,
             progress=not args.no_progress,
             naming_timeout_s=args.naming_timeout,
+            exclude=args.exclude,
         )
     except (ValueError, RuntimeError, OSError, opsin.OpsinUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -20,8 +20,15 @@ from pathlib import Path
 
 MOSES_WHEEL = "molsets-0.3.1-py3-none-any.whl"
 MOSES_REQUIREMENT = "molsets==0.3.1"
-MOSES_MEMBER = "moses/dataset/data/train.csv.gz"
-BUILTIN_SOURCES = ("moses", "pubchem", "nci")
+# MOSES's own splits inside the wheel. `moses-scaffold-test` holds scaffolds that occur in
+# no MOSES training molecule: the held-out set for generalisation to new chemotypes.
+MOSES_MEMBERS = {
+    "moses": "moses/dataset/data/train.csv.gz",
+    "moses-test": "moses/dataset/data/test.csv.gz",
+    "moses-scaffold-test": "moses/dataset/data/test_scaffolds.csv.gz",
+}
+MOSES_MEMBER = MOSES_MEMBERS["moses"]
+BUILTIN_SOURCES = (*MOSES_MEMBERS, "pubchem", "nci")
 
 
 @dataclass
@@ -77,17 +84,18 @@ def moses_wheel(download: bool = True) -> Path:
     return wheel
 
 
-def load_moses() -> SourceData:
+def load_moses(source: str = "moses") -> SourceData:
+    member = MOSES_MEMBERS[source]
     wheel = moses_wheel()
     with zipfile.ZipFile(wheel) as zf:
-        raw = zf.read(MOSES_MEMBER)
+        raw = zf.read(member)
     text = gzip.decompress(raw).decode()
     rows = text.splitlines()
     header = rows[0].split(",")
     col = [h.strip().lower() for h in header].index("smiles")
     smiles = [r.split(",")[col] if col else r.split(",", 1)[0] for r in rows[1:]]
-    meta = {"source": "moses", "package": MOSES_REQUIREMENT, "member": MOSES_MEMBER, "sha256": _sha256(raw)}
-    return SourceData("moses", smiles, meta=meta)
+    meta = {"source": source, "package": MOSES_REQUIREMENT, "member": member, "sha256": _sha256(raw)}
+    return SourceData(source, smiles, meta=meta)
 
 
 def _chemicals_dir() -> Path:
@@ -187,10 +195,24 @@ def load_file(path: str | os.PathLike) -> SourceData:
     return SourceData(tag, smiles, ids=ids, meta=meta)
 
 
+def load_jsonl_smiles(path: str | os.PathLike) -> SourceData:
+    """The ``smiles`` field (else ``input``) of every line of a JSONL file, e.g. a built split."""
+    import json
+
+    p = Path(path)
+    smiles, ids = [], []
+    for lineno, line in enumerate(p.read_text(encoding="utf-8").split("\n"), start=1):
+        if line.strip():
+            row = json.loads(line)
+            smiles.append(str(row.get("smiles") or row.get("input") or ""))
+            ids.append(str(row.get("id") or f"{p.name}:{lineno}"))
+    return SourceData(p.name, smiles, ids=ids, meta={"source": "jsonl", "path": str(p), "sha256": _sha256(p.read_bytes())})
+
+
 def load_source(source: str) -> SourceData:
-    """``moses``, ``pubchem``, ``nci`` or a path to a SMILES/CSV file."""
-    if source == "moses":
-        return load_moses()
+    """``moses`` (``moses-test``, ``moses-scaffold-test``), ``pubchem``, ``nci`` or a path to a SMILES/CSV file."""
+    if source in MOSES_MEMBERS:
+        return load_moses(source)
     if source == "pubchem":
         return load_pubchem()
     if source == "nci":

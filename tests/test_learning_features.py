@@ -1,0 +1,259 @@
+"""The study's levers on tiny models: input/output spellings, example order, SMILES
+augmentation, task mixes, fixed holdouts, frozen layers, and scoring a model on holdouts."""
+
+import json
+
+import pytest
+import torch
+from tiny import make_model, make_tokenizer
+
+from seqtune.batching import Example, step_order
+from seqtune.config import TrainConfig, load_config
+from seqtune.errors import ConfigError
+from seqtune.formats import PromptFormat, encode_example, encode_prompt, get_format, join_text, split_text
+from seqtune.train import train
+
+SMILES = ["CC(=O)Nc1ccc(O)cc1", "C[C@@H](N)C(=O)O", "Brc1ccc(Cl)cc1", "O=C1CC[NH2+]CC1", "C1CC2(CC1)OCCO2"]
+NAMES = ["N-(4-hydroxyphenyl)acetamide", "(2S)-2-aminopropanoic acid", "1-bromo-4-chlorobenzene",
+         "4-oxopiperidin-1-ium", "1,4-dioxaspiro[4.4]nonane"]
+
+
+def test_text_that_is_not_smiles_is_left_as_it_is():
+    assert split_text("not a smiles!", "smiles") == "not a smiles!"
+
+
+@pytest.mark.parametrize("text,how", [(s, "smiles") for s in SMILES] + [(n, "chars") for n in NAMES]
+                         + [("methyl 2-aminobenzoate", "chars")])
+def test_spellings_round_trip(text, how):
+    spelled = split_text(text, how)
+    assert join_text(spelled, how) == text
+    if how == "smiles" and text in SMILES:
+        assert spelled.split() == [t for t in spelled.split() if t]  # one token per unit
+        assert "( = O )" in spelled or "Br" in spelled or "[C@@H]" in spelled or "C 1" in spelled
+    if how == "chars":
+        assert len(spelled.split(" ")) == len(text)
+
+
+def test_smiles_tokens_are_chemical_units():
+    assert split_text("C[C@@H](Cl)c1ccccc1Br", "smiles").split() == [
+        "C", "[C@@H]", "(", "Cl", ")", "c", "1", "c", "c", "c", "c", "c", "1", "Br"]
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("isplit,osplit", [("smiles", "none"), ("none", "chars"), ("smiles", "chars")])
+def test_spelled_examples_keep_ids_and_mask_aligned(family, isplit, osplit):
+    tok = make_tokenizer(family)
+    fmt = get_format("instruct", isplit, osplit)
+    for smi, name in zip(SMILES, NAMES):
+        ids, mask = encode_example(tok, fmt, smi, name, "name it")
+        prompt = encode_prompt(tok, fmt, smi, "name it")
+        assert ids[:len(prompt)] == prompt and not any(mask[:len(prompt)])
+        assert all(mask[len(prompt):]) and ids[-1] == tok.eos_token_id
+        completion = tok.decode(ids[len(prompt):-1])
+        if tok.unk_token_id not in ids:  # the tiny llama vocabulary has no ',' (it becomes <unk>)
+            assert fmt.output_text(completion) == name  # what decoding gives back is the plain name
+        if isplit == "smiles":
+            assert split_text(smi, "smiles") in tok.decode(prompt)
+
+
+def test_format_with_spellings_survives_the_model_folder_round_trip():
+    fmt = get_format("plain", "smiles", "chars")
+    assert PromptFormat.from_dict(json.loads(json.dumps(fmt.to_dict()))) == fmt
+    assert PromptFormat.from_dict({"name": "plain", "template": "{{ input }}\n"}).input_split == "none"
+    with pytest.raises(ConfigError, match="model.output_split"):
+        get_format("plain", "none", "words")
+    with pytest.raises(ConfigError, match="'_'"):
+        encode_example(make_tokenizer("gpt2"), fmt, "CCO", "a_b", "")
+
+
+def test_grouped_and_curriculum_orders():
+    lengths = [(i * 37) % 101 + 5 for i in range(600)]
+    for order in ("random", "grouped", "curriculum"):
+        for epoch in (0, 1):
+            steps = step_order(600, 8, 3, epoch, lengths, order)
+            assert sorted(i for s in steps for i in s) == list(range(600))  # every example once
+            assert steps == step_order(600, 8, 3, epoch, lengths, order)  # a function of its arguments
+    first = step_order(600, 8, 3, 0, lengths, "curriculum")
+    flat = [lengths[i] for s in first for i in s]
+    assert flat == sorted(flat)  # shortest first in epoch 1
+
+    def padding(steps):
+        return sum(max(lengths[i] for i in s) * len(s) - sum(lengths[i] for i in s) for s in steps)
+
+    grouped = step_order(600, 8, 3, 1, lengths, "grouped")
+    assert padding(grouped) < padding(step_order(600, 8, 3, 1, lengths, "random")) / 4
+    assert grouped != step_order(600, 8, 3, 2, lengths, "grouped")  # reshuffled every epoch
+    with pytest.raises(ValueError):
+        step_order(10, 2, 0, 0, None, "grouped")
+
+
+def test_random_smiles_augmentation_is_seeded_and_keeps_the_molecule():
+    pytest.importorskip("rdkit")
+    from seqtune.chem.molecules import canonical_smiles
+    from seqtune.chem.tasks import random_smiles_inputs
+
+    canon = [canonical_smiles(s) for s in SMILES]
+    e1 = random_smiles_inputs(canon, 1, seed=0)
+    assert e1 == random_smiles_inputs(canon, 1, seed=0)
+    assert e1 != random_smiles_inputs(canon, 2, seed=0)
+    assert [canonical_smiles(s) for s in e1] == canon
+    assert random_smiles_inputs(["not smiles"], 1, 0) == ["not smiles"]
+
+
+def test_task_mix_is_deterministic_and_complete():
+    pytest.importorskip("rdkit")
+    from seqtune.chem.tasks import INSTRUCTIONS, mix_examples
+
+    pairs = list(zip(SMILES, NAMES))
+    mixed = mix_examples("smiles2iupac", pairs, ["iupac2smiles", "smiles2formula"], seed=0)
+    assert mixed == mix_examples("smiles2iupac", pairs, ["iupac2smiles", "smiles2formula"], seed=0)
+    assert len(mixed) == 2 * len(pairs)
+    assert mixed[0] == (NAMES[0], "CC(=O)Nc1ccc(O)cc1", INSTRUCTIONS["iupac2smiles"])
+    assert mixed[len(pairs)][1] == "C8H9NO2"
+    with pytest.raises(ValueError, match="own task"):
+        mix_examples("smiles2iupac", pairs, ["smiles2iupac"], 0)
+    with pytest.raises(ValueError, match="needs a smiles2iupac"):
+        mix_examples("smiles2formula", pairs, ["iupac2smiles"], 0)
+
+
+def _chem_data(folder, n=30):
+    from seqtune.chem.molecules import canonical_smiles
+
+    folder.mkdir(parents=True, exist_ok=True)
+    alkanes = [("C" * k, ["methane", "ethane", "propane", "butane", "pentane", "hexane", "heptane", "octane"][k - 1])
+               for k in range(1, 9)]
+    alcohols = [("C" * k + "O", n.replace("ane", "an-1-ol")) for k, (_, n) in enumerate(alkanes, start=1) if k > 1]
+    pairs = [(canonical_smiles(s), name) for s, name in alkanes + alcohols]
+    rows = "".join(json.dumps({"input": s, "output": name}) + "\n" for s, name in pairs)
+    (folder / "train.jsonl").write_text(rows)
+    (folder / "holdout.jsonl").write_text("".join(json.dumps({"input": s, "output": name}) + "\n"
+                                                  for s, name in pairs[:3]))
+    return folder
+
+
+def _cfg(tmp_path, model_dir, data, **over):
+    raw = {"out_dir": str(tmp_path / "run"), "evaluate_base": False,
+           "data": {"path": str(data / "train.jsonl"), "task": "smiles2iupac", "val_fraction": 0.2, "test_size": None},
+           "model": {"name": str(model_dir), "format": "instruct"},
+           "train": {"epochs": 2, "lr": 1e-3, "batch_size": 4, "progress": False, "logger": "none",
+                     "eval_generate": False, "precision": "fp32"},
+           "generate": {"max_new_tokens": 8}}
+    for key, value in over.items():
+        section, name = key.split("__")
+        raw[section][name] = value
+    return load_config(None, raw)
+
+
+def test_fixed_holdout_replaces_the_test_split_and_leaves_training(tmp_path):
+    from seqtune.data import load_splits
+
+    data = _chem_data(tmp_path / "d")
+    splits = load_splits(_cfg(tmp_path, "x", data, data__test_path=str(data / "holdout.jsonl")).data)
+    held = {json.loads(x)["input"] for x in (data / "holdout.jsonl").read_text().splitlines()}
+    assert {p.input for p in splits.test} == held
+    assert not held & {p.input for p in splits.train + splits.val}
+    assert len(splits.train) + len(splits.val) == 15 - 3
+
+
+def test_mix_and_augment_run_end_to_end_and_resume_exactly(tmp_path, tiny_llama_dir):
+    pytest.importorskip("rdkit")
+    from seqtune.pipeline import run_pipeline
+
+    data = _chem_data(tmp_path / "d")
+    over = dict(data__mix="iupac2smiles", data__augment="random_smiles", model__input_split="smiles",
+                train__order="grouped", data__test_path=str(data / "holdout.jsonl"))
+    result = run_pipeline(_cfg(tmp_path, tiny_llama_dir, data, **over))
+    run = tmp_path / "run"
+    used = json.loads((run / "run.json").read_text())["data"]["used"]
+    assert used["train"] + used["val"] == 12  # 15 pairs less the 3 holdout molecules
+    assert result["train"]["train_examples"] == 2 * used["train"]  # own pairs + one reverse pair each
+    assert len((run / "predictions" / "test.jsonl").read_text().splitlines()) == 3
+    # a run stopped after epoch 1 and resumed ends exactly where the uninterrupted one did
+    import shutil
+
+    ref = [json.loads(x) for x in (run / "epochs.jsonl").read_text().splitlines()]
+    shutil.rmtree(run / "model")
+    (run / "metrics.json").unlink()
+    ckpts = sorted((run / "checkpoints").iterdir(), key=lambda p: int(p.name.split("-")[1]))
+    shutil.rmtree(ckpts[-1])  # back to the end of epoch 1
+    state = json.loads((ckpts[0] / "state.json").read_text())
+    assert state["epoch"] == 1
+    again = run_pipeline(_cfg(tmp_path, tiny_llama_dir, data, **over))
+    resumed = [json.loads(x) for x in (run / "epochs.jsonl").read_text().splitlines()]
+    assert [r["train_loss"] for r in resumed] == [r["train_loss"] for r in ref]
+    assert again["train"]["train_examples"] == result["train"]["train_examples"]
+
+
+def test_augmented_epochs_differ_but_keep_outputs(tmp_path, tiny_llama_dir):
+    pytest.importorskip("rdkit")
+    from seqtune.data import load_splits
+    from seqtune.modeling import load_tokenizer
+    from seqtune.pipeline import augmented_epochs, encode_pairs
+
+    data = _chem_data(tmp_path / "d")
+    cfg = _cfg(tmp_path, tiny_llama_dir, data, data__augment="random_smiles")
+    tok, fmt = load_tokenizer(str(tiny_llama_dir)), get_format("instruct")
+    enc = encode_pairs(load_splits(cfg.data).train, tok, fmt, "i", 256, "drop", "train")
+    epochs = augmented_epochs(cfg, enc, tok, fmt)
+    assert epochs(0) == enc.examples
+    assert epochs(1) == epochs(1) and epochs(1) != epochs(2) and len(epochs(2)) == len(enc.examples)
+    for a, b in zip(epochs(0), epochs(3)):  # the completion (name + EOS) never changes
+        assert [t for t, m in zip(a.ids, a.mask) if m] == [t for t, m in zip(b.ids, b.mask) if m]
+
+
+def test_mix_needs_a_format_that_shows_the_instruction(tmp_path, tiny_llama_dir):
+    from seqtune.pipeline import run_pipeline
+
+    data = _chem_data(tmp_path / "d")
+    with pytest.raises(ConfigError, match="data.mix"):
+        run_pipeline(_cfg(tmp_path, tiny_llama_dir, data, data__mix="iupac2smiles", model__format="plain"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_frozen_lower_layers_do_not_change(tmp_path):
+    from seqtune.modeling import freeze_lower
+
+    tok = make_tokenizer("llama")
+    model = make_model("llama", len(tok), layers=3)
+    freeze_lower(model, 2, embeddings=False)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    ex = [Example(*map(tuple, encode_example(tok, get_format("plain"), s, n, ""))) for s, n in zip(SMILES, NAMES)]
+    cfg = TrainConfig(epochs=2, lr=1e-2, batch_size=2, progress=False, logger="none", precision="fp32",
+                      shared_prefix=False)
+    train(model, ex[:4], ex[4:], cfg, tmp_path, tok.pad_token_id or 0)
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and all(".layers.2." in n or n.startswith("model.norm") for n in changed), changed
+    with pytest.raises(Exception, match="freeze_layers"):
+        freeze_lower(make_model("llama", len(tok), layers=2), 2, embeddings=False)
+
+
+def test_evaluate_scores_a_model_on_holdouts_in_one_command(tmp_path, tiny_llama_dir):
+    pytest.importorskip("rdkit")
+    from seqtune.cli import main
+    from seqtune.pipeline import run_pipeline
+
+    data = _chem_data(tmp_path / "d")
+    run_pipeline(_cfg(tmp_path, tiny_llama_dir, data, train__epochs=1))
+    holdout = data / "holdout.jsonl"
+    assert main(["evaluate", "--model", str(tmp_path / "run" / "model"), "--holdout", str(holdout),
+                 "--max-new-tokens", "6"]) == 0
+    scores = json.loads((tmp_path / "run" / "holdouts" / "holdout.json").read_text())
+    rows = (tmp_path / "run" / "holdouts" / "holdout.jsonl").read_text().splitlines()
+    assert scores["n"] == 3 and len(rows) == 3 and "same_molecule_pct" in scores
+    assert {"input", "reference", "prediction"} <= set(json.loads(rows[0]))
+    assert main(["evaluate", "--model", str(tmp_path / "run" / "model"), "--holdout", "nope.jsonl"]) == 2
+
+
+def test_several_sources_are_concatenated_split_by_split(tmp_path):
+    from seqtune.data import load_splits
+
+    a = _chem_data(tmp_path / "a")
+    b = tmp_path / "b"
+    b.mkdir()
+    (b / "train.jsonl").write_text(json.dumps({"input": "c1ccccc1", "output": "benzene"}) + "\n")
+    (b / "test.jsonl").write_text(json.dumps({"input": "c1ccncc1", "output": "pyridine"}) + "\n")
+    cfg = _cfg(tmp_path, "x", a, data__path=f"{b},{a / 'train.jsonl'}", data__test_path=str(a / "holdout.jsonl"))
+    splits = load_splits(cfg.data)
+    assert "c1ccccc1" in {p.input for p in splits.train}
+    # the fixed holdout replaces every source's own test split
+    assert {p.input for p in splits.test} == {json.loads(x)["input"] for x in (a / "holdout.jsonl").read_text().splitlines()}
