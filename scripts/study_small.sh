@@ -15,6 +15,7 @@ ROWS=(
   "base"
   "paper model.format=instruct train.lr=2e-5 train.lr_schedule=linear train.warmup_ratio=0 train.batch_size=4"
   "lr1e-3 train.lr=1e-3"
+  "paper_2k $K2 model.format=instruct train.lr=2e-5 train.lr_schedule=linear train.warmup_ratio=0 train.batch_size=4"
   "base_2k $K2"
   "smiles_atoms_2k $K2 model.input_split=smiles"
   "instruct_2k $K2 model.format=instruct"

@@ -242,6 +242,14 @@ def test_evaluate_scores_a_model_on_holdouts_in_one_command(tmp_path, tiny_llama
     assert scores["n"] == 3 and len(rows) == 3 and "same_molecule_pct" in scores
     assert {"input", "reference", "prediction"} <= set(json.loads(rows[0]))
     assert main(["evaluate", "--model", str(tmp_path / "run" / "model"), "--holdout", "nope.jsonl"]) == 2
+    # a training checkpoint scored through the model folder: the last one holds the final weights
+    last = sorted((tmp_path / "run" / "checkpoints").iterdir())[-1]
+    assert main(["evaluate", "--model", str(tmp_path / "run" / "model"), "--holdout", str(holdout),
+                 "--max-new-tokens", "6", "--checkpoint", str(last)]) == 0
+    again = (tmp_path / "run" / "holdouts" / last.name / "holdout.jsonl").read_text().splitlines()
+    assert [json.loads(r)["prediction"] for r in again] == [json.loads(r)["prediction"] for r in rows]
+    assert main(["evaluate", "--model", str(tmp_path / "run" / "model"), "--holdout", str(holdout),
+                 "--checkpoint", str(tmp_path)]) == 2
 
 
 def test_several_sources_are_concatenated_split_by_split(tmp_path):

@@ -100,6 +100,7 @@ def cmd_evaluate(argv: list[str]) -> int:
                    help=f"with --model: {', '.join(HOLDOUTS)} (default: all) or pair files")
     p.add_argument("--task", default="", help="e.g. smiles2iupac, to add chemistry scores")
     p.add_argument("--output", default=None, help="metrics JSON to write (with --model: a folder)")
+    p.add_argument("--checkpoint", default=None, help="with --model: score RUN/checkpoints/step-N's weights instead")
     p.add_argument("--beams", type=int, default=1)
     p.add_argument("--candidates", type=int, default=1)
     p.add_argument("--verify", choices=["none", "opsin"], default="none")
@@ -107,7 +108,7 @@ def cmd_evaluate(argv: list[str]) -> int:
     p.add_argument("--max-new-tokens", type=int, default=128)
     a = p.parse_args(argv)
     if a.model:
-        result = evaluate_model(a.model, a.holdout, a.output, num_beams=a.beams, candidates=a.candidates,
+        result = evaluate_model(a.model, a.holdout, a.output, a.checkpoint, num_beams=a.beams, candidates=a.candidates,
                                 verify=a.verify, batch_size=a.batch_size, max_new_tokens=a.max_new_tokens)
     else:
         result = evaluate_file(a.predictions, a.task, a.output)
