@@ -70,3 +70,14 @@ def test_mask_gemma(gemma_tokenizer, name):
     ids, _ = encode_example(gemma_tokenizer, get_format(name), "CCO", "ethanol", INSTRUCTION)
     assert ids[0] == gemma_tokenizer.bos_token_id  # Gemma's prompt starts with <bos>
     _check(gemma_tokenizer, get_format(name))
+
+
+def test_a_template_from_a_model_folder_cannot_run_code(tmp_path):
+    """The format travels in seqtune.json with a model folder someone else may have made."""
+    from seqtune.formats import PromptFormat
+
+    marker = tmp_path / "pwned"
+    evil = PromptFormat("evil", "{{ cycler.__init__.__globals__.os.system('touch " + str(marker) + "') }}{{ input }}")
+    with pytest.raises(ConfigError, match="template error"):
+        evil.prompt_text(None, "CCO", "")
+    assert not marker.exists()

@@ -205,3 +205,33 @@ def test_auto_settings_follow_the_device():
     with attention_kernel(model, "eager"):
         assert model.config._attn_implementation == "eager"
     assert model.config._attn_implementation == own  # decoding gets the model's own kernel back
+
+
+class _Planted:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_planted_pickle_in_a_checkpoint_is_refused(tmp_path):
+    """Resume reads optimizer.pt from a run folder: it must load data, never run code."""
+    from seqtune.checkpoint import load_checkpoint, save_checkpoint
+    from seqtune.errors import SeqtuneError
+
+    tok = make_tokenizer("llama")
+    model = make_model("llama", len(tok))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    from seqtune.train import _rng_state
+
+    path = save_checkpoint(tmp_path / "ck", 1, model, opt, sched, {"epoch": 0}, _rng_state())
+    assert load_checkpoint(path, model, opt, sched)["state"] == {"epoch": 0}  # a real one loads
+    marker = tmp_path / "pwned"
+    torch.save({"optimizer": _Planted(marker)}, path / "optimizer.pt")
+    with pytest.raises(SeqtuneError, match="optimizer.pt"):
+        load_checkpoint(path, model, opt, sched)
+    assert not marker.exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,12 @@ def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any) -> d
         params = dict(model.named_parameters())
         for n, t in weights.items():
             params[n].copy_(t)
-    extra = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False)
+    try:
+        # weights_only: a checkpoint is data; a pickle could run code planted in a run folder.
+        extra = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise SeqtuneError(f"{path}/optimizer.pt: holds objects other than tensors and numbers (made by an older "
+                           "seqtune, or tampered with); not loaded. Use train.resume=false to start over") from None
     optimizer.load_state_dict(extra["optimizer"])
     scheduler.load_state_dict(extra["scheduler"])
     state = json.loads((path / "state.json").read_text())

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from seqtune.errors import ConfigError
 
@@ -61,7 +62,9 @@ def join_text(text: str, how: str) -> str:
     # chars: spaces separate characters, "_" stands for a real space
     return "".join(text.split(" ")).replace("_", " ")
 
-_env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+# Sandboxed: a template comes with a model folder (seqtune.json), which may be someone else's;
+# an ordinary Environment lets `{{ cycler.__init__.__globals__.os.popen(...) }}` run code.
+_env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
 
 
 @dataclass(frozen=True)

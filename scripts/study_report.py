@@ -1,0 +1,146 @@
+"""Tables, learning curves and kept run summaries of the learning-efficiency study.
+
+    .venv/bin/python scripts/study_report.py [--runs runs] [--out docs/results/learning_efficiency]
+
+Reads the run folders the study's commands wrote (runs/study/small/*, runs/smiles2iupac_cpu,
+runs/tasks/*, runs/demo) and writes, under --out: screen.md (one row per run), curve.png
+(scores against training CPU-minutes, paper recipe vs seqtune's), and runs/NAME/ with each
+run's config.yaml, metrics.json, epochs.jsonl and holdout scores, so the figures outlive the
+run folders. Written for this study only; `seqtune results` is the general tool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+KEEP = ("config.yaml", "metrics.json", "epochs.jsonl", "run.json")
+
+
+def _json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _last_epoch(run: Path) -> dict:
+    lines = (run / "epochs.jsonl").read_text().splitlines() if (run / "epochs.jsonl").is_file() else []
+    return json.loads(lines[-1]) if lines else {}
+
+
+def row(run: Path) -> dict | None:
+    metrics = _json(run / "metrics.json")
+    if metrics is None:
+        return None
+    tuned, train = metrics["tuned"], metrics["train"]
+    return {
+        "run": run.name, "same_molecule": tuned.get("same_molecule_pct"), "exact": tuned.get("exact_match"),
+        "edit": tuned.get("edit_distance"), "parsable": tuned.get("opsin_parsable_pct"),
+        "eval_loss": _last_epoch(run).get("eval_loss"), "examples": train["train_examples"] * train["epochs"],
+        "ex_per_s": train["examples_per_s"], "train_min": train["train_seconds"] / 60,
+    }
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| run | same molecule % | exact % | edit | parsable % | eval loss | examples | examples/s | "
+            "train min |\n|---|---|---|---|---|---|---|---|---|\n")
+
+    def cell(v: object, fmt: str) -> str:
+        return format(v, fmt) if isinstance(v, (int, float)) else "-"
+
+    return head + "".join(
+        f"| {r['run']} | {cell(r['same_molecule'], '.1f')} | {cell(r['exact'], '.1f')} | {cell(r['edit'], '.3f')} | "
+        f"{cell(r['parsable'], '.1f')} | {cell(r['eval_loss'], '.3f')} | {r['examples']} | {cell(r['ex_per_s'], '.2f')} | "
+        f"{cell(r['train_min'], '.1f')} |\n" for r in rows)
+
+
+def checkpoint_curve(run: Path, holdout: str) -> list[tuple[float, float, float]]:
+    """(training minutes, same molecule %, edit distance) at each scored checkpoint and at the end."""
+    points = []
+    for step in sorted((run / "holdouts").glob("step-*")):
+        scores = _json(step / f"{holdout}.json")
+        state = _json(run / "checkpoints" / step.name / "state.json")
+        if scores and state:
+            points.append((state["train_seconds"] / 60, scores["same_molecule_pct"], scores["edit_distance"]))
+    final, metrics = _json(run / "holdouts" / f"{holdout}.json"), _json(run / "metrics.json")
+    if final and metrics:
+        points.append((metrics["train"]["train_seconds"] / 60, final["same_molecule_pct"], final["edit_distance"]))
+    return sorted(set(points))
+
+
+def screen_curve(runs: list[Path]) -> list[tuple[float, float, float]]:
+    out = []
+    for run in runs:
+        r = row(run)
+        if r:
+            out.append((r["train_min"], r["same_molecule"], r["edit"]))
+    return sorted(out)
+
+
+def plot(curves: dict[str, list[tuple[float, float, float]]], path: Path, title: str) -> None:
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, pts in curves.items():
+        if not pts:
+            continue
+        xs = [0.0] + [p[0] for p in pts]
+        style = "--o" if "paper" in label else "-o"
+        a.plot(xs, [0.0] + [p[1] for p in pts], style, label=label)
+        b.plot(xs, [1.0] + [p[2] for p in pts], style, label=label)
+    a.set(xlabel="training CPU-minutes (one core)", ylabel="same molecule % (OPSIN round trip)", title=title)
+    b.set(xlabel="training CPU-minutes (one core)", ylabel="mean normalised edit distance", title=title)
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def keep(run: Path, out: Path) -> None:
+    dest = out / "runs" / run.name
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in KEEP:
+        if (run / name).is_file():
+            shutil.copy2(run / name, dest / name)
+    for f in (run / "holdouts").rglob("*.json") if (run / "holdouts").is_dir() else []:
+        target = dest / "holdouts" / f.relative_to(run / "holdouts")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, target)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", default="runs")
+    ap.add_argument("--out", default="docs/results/learning_efficiency")
+    a = ap.parse_args()
+    runs, out = Path(a.runs), Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    small = sorted(p for p in (runs / "study" / "small").glob("*") if p.is_dir())
+    tasks = sorted(p for p in (runs / "tasks").glob("*") if p.is_dir())
+    singles = [p for p in (runs / "smiles2iupac_cpu", runs / "demo") if p.is_dir()]
+    sections = [("Lever screen (small molecules, NCI holdout)", small), ("Other chemistry tasks", tasks),
+                ("Shipped configs", singles)]
+    text = "".join(f"## {title}\n\n{table([r for r in map(row, group) if r])}\n" for title, group in sections)
+    (out / "screen.md").write_text(text)
+    for run in small + tasks + singles:
+        keep(run, out)
+    by_name = {p.name: p for p in small}
+    plot({"seqtune recipe (plain, lr 5e-4 cosine, batch 16)":
+              screen_curve([by_name[n] for n in ("base_2k", "base") if n in by_name]),
+          "paper recipe (instruct, lr 2e-5 linear, batch 4)":
+              screen_curve([by_name[n] for n in ("paper_2k", "paper") if n in by_name])},
+         out / "curve_small.png", "NCI small-molecule holdout")
+    main_run = runs / "smiles2iupac_cpu"
+    if main_run.is_dir():
+        plot({f"smiles2iupac_cpu.yaml on {h}": checkpoint_curve(main_run, h) for h in ("moses_scaffold", "nci_small")},
+             out / "curve_main.png", "configs/smiles2iupac_cpu.yaml (checkpoints)")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
