@@ -15,6 +15,7 @@ ROWS=(
   "base"
   "paper model.format=instruct train.lr=2e-5 train.lr_schedule=linear train.warmup_ratio=0 train.batch_size=4"
   "lr1e-3 train.lr=1e-3"
+  "lr2e-4 train.lr=2e-4"
   "paper_2k $K2 model.format=instruct train.lr=2e-5 train.lr_schedule=linear train.warmup_ratio=0 train.batch_size=4"
   "base_2k $K2"
   "smiles_atoms_2k $K2 model.input_split=smiles"
@@ -26,7 +27,7 @@ ROWS=(
   "curriculum_2k $K2 train.order=curriculum"
   "grouped_2k $K2 train.order=grouped"
   "freeze10_2k $K2 model.freeze_layers=10"
-  "lora_r64_2k $K2 model.method=lora model.lora_r=64 model.lora_alpha=128 train.lr=1e-3"
+
 )
 ONLY="${1:-}"
 run_row() {
