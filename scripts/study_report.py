@@ -3,8 +3,8 @@
     .venv/bin/python scripts/study_report.py [--runs runs] [--out docs/results/learning_efficiency]
 
 Reads the run folders the study's commands wrote (runs/study/small/*, runs/smiles2iupac_cpu,
-runs/tasks/*, runs/demo) and writes, under --out: screen.md (one row per run), curve.png
-(scores against training CPU-minutes, paper recipe vs seqtune's), and runs/NAME/ with each
+runs/tasks/*, runs/demo) and writes, under --out: screen.md (one row per run), curve_small.png
+(scores against training CPU-minutes, paper recipe vs seqtune's, small molecules), and runs/NAME/ with each
 run's config.yaml, metrics.json, epochs.jsonl and holdout scores, so the figures outlive the
 run folders. Written for this study only; `seqtune results` is the general tool.
 """
@@ -57,20 +57,6 @@ def table(rows: list[dict]) -> str:
         f"| {r['run']} | {cell(r['same_molecule'], '.1f')} | {cell(r['exact'], '.1f')} | {cell(r['edit'], '.3f')} | "
         f"{cell(r['parsable'], '.1f')} | {cell(r['eval_loss'], '.3f')} | {r['examples']} | {cell(r['ex_per_s'], '.2f')} | "
         f"{cell(r['train_min'], '.1f')} |\n" for r in rows)
-
-
-def checkpoint_curve(run: Path, holdout: str) -> list[tuple[float, float, float]]:
-    """(training minutes, same molecule %, edit distance) at each scored checkpoint and at the end."""
-    points = []
-    for step in sorted((run / "holdouts").glob("step-*")):
-        scores = _json(step / f"{holdout}.json")
-        state = _json(run / "checkpoints" / step.name / "state.json")
-        if scores and state:
-            points.append((state["train_seconds"] / 60, scores["same_molecule_pct"], scores["edit_distance"]))
-    final, metrics = _json(run / "holdouts" / f"{holdout}.json"), _json(run / "metrics.json")
-    if final and metrics:
-        points.append((metrics["train"]["train_seconds"] / 60, final["same_molecule_pct"], final["edit_distance"]))
-    return sorted(set(points))
 
 
 def screen_curve(runs: list[Path]) -> list[tuple[float, float, float]]:
@@ -135,10 +121,6 @@ def main() -> None:
           "paper recipe (instruct, lr 2e-5 linear, batch 4)":
               screen_curve([by_name[n] for n in ("paper_2k", "paper") if n in by_name])},
          out / "curve_small.png", "NCI small-molecule holdout")
-    main_run = runs / "smiles2iupac_cpu"
-    if main_run.is_dir():
-        plot({f"smiles2iupac_cpu.yaml on {h}": checkpoint_curve(main_run, h) for h in ("moses_scaffold", "nci_small")},
-             out / "curve_main.png", "configs/smiles2iupac_cpu.yaml (checkpoints)")
     print(text)
 
 

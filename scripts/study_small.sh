@@ -20,11 +20,8 @@ ROWS=(
   "base_2k $K2"
   "smiles_atoms_2k $K2 model.input_split=smiles"
   "instruct_2k $K2 model.format=instruct"
-  "name_chars_2k $K2 model.output_split=chars generate.max_new_tokens=128"
   "1000x2_2k data.train_size=1000 train.epochs=2"
   "1000x2_aug_2k data.train_size=1000 train.epochs=2 data.augment=random_smiles"
-  "mix_2k model.format=instruct data.train_size=1000 data.mix=iupac2smiles"
-  "curriculum_2k $K2 train.order=curriculum"
   "grouped_2k $K2 train.order=grouped"
   "freeze10_2k $K2 model.freeze_layers=10"
 

@@ -4,9 +4,15 @@ from seqtune.config import load_config, parse_overrides, save_config
 from seqtune.errors import ConfigError
 
 
-def test_defaults_follow_the_paper():
+def test_defaults_are_the_study_recipe_and_the_paper_recipe_is_kept():
     cfg = load_config()
-    assert (cfg.train.lr, cfg.train.batch_size, cfg.train.epochs) == (2e-5, 4, 3)
+    assert (cfg.train.lr, cfg.train.lr_schedule, cfg.train.warmup_ratio, cfg.train.batch_size) == \
+        (5e-4, "cosine", 0.03, 16)
+    from pathlib import Path
+
+    paper = load_config(Path(__file__).resolve().parents[1] / "configs" / "paper_recipe.yaml")
+    assert (paper.train.lr, paper.train.lr_schedule, paper.train.warmup_ratio, paper.train.batch_size) == \
+        (2e-5, "linear", 0.0, 4)
 
 
 def test_yaml_and_overrides(tmp_path):
