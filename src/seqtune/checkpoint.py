@@ -106,15 +106,29 @@ def latest_checkpoint(root: Path) -> Path | None:
     return max(done, key=_step) if done else None
 
 
-def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any) -> dict[str, Any]:
+def load_weights(path: Path, model: Any, every_trainable: bool = True) -> None:
+    """Copy a checkpoint's weights (model.pt) into `model`. `every_trainable`: the checkpoint
+    must hold every parameter that trains (a resume); off, it may hold a subset (scoring a
+    frozen-layer run's checkpoint through its exported model). A weight the model does not
+    have (a LoRA adapter, scored through a merged model) is always refused."""
+    if not (path / "model.pt").is_file():
+        raise SeqtuneError(f"{path}: not a training checkpoint (no model.pt)")
     weights = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
-    missing = [n for n, p in model.named_parameters() if p.requires_grad and n not in weights]
+    params = dict(model.named_parameters())
+    unknown = [n for n in weights if n not in params]
+    if unknown:
+        raise SeqtuneError(f"{path}: checkpoint weights {unknown[0]!r}... do not fit this model (a LoRA run's "
+                           "checkpoints hold adapters only; score its exported model instead)")
+    missing = [n for n, p in params.items() if every_trainable and p.requires_grad and n not in weights]
     if missing:
         raise SeqtuneError(f"{path}: checkpoint does not match the model (missing {missing[0]}, ...)")
     with torch.no_grad():
-        params = dict(model.named_parameters())
         for n, t in weights.items():
             params[n].copy_(t)
+
+
+def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any) -> dict[str, Any]:
+    load_weights(path, model)
     try:
         # weights_only: a checkpoint is data; a pickle could run code planted in a run folder.
         extra = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)

@@ -127,6 +127,7 @@ def evaluate_model(model_dir: str, holdouts: list[str], out_dir: str | None = No
     folder's holdouts/ beside the model). `checkpoint`: a training checkpoint of the same
     run (RUN/checkpoints/step-N) whose weights replace the final ones, for learning curves.
     Returns {name: scores}."""
+    from seqtune.checkpoint import load_weights
     from seqtune.modeling import load_finetuned
 
     files = {name: Path(HOLDOUTS.get(name, name)) for name in holdouts}
@@ -134,11 +135,12 @@ def evaluate_model(model_dir: str, holdouts: list[str], out_dir: str | None = No
         if not path.is_file():
             raise DataError(f"{path}: holdout {name!r} not found (known: {', '.join(HOLDOUTS)}, or a pairs file)")
     read = {name: read_inputs(str(path), "input", "output") for name, path in files.items()}
-    out = Path(out_dir) if out_dir else Path(model_dir).resolve().parent / "holdouts"
+    out = Path(model_dir).resolve().parent / "holdouts"
     loaded = load_finetuned(model_dir)
     if checkpoint:
-        _load_checkpoint_weights(loaded[0], Path(checkpoint))
-        out = Path(out_dir) if out_dir else out / Path(checkpoint).name
+        load_weights(Path(checkpoint), loaded[0], every_trainable=False)
+        out = out / Path(checkpoint).name
+    out = Path(out_dir) if out_dir else out
     results = {}
     for name, (inputs, refs) in read.items():
         stem = Path(name).stem if name not in HOLDOUTS else name
@@ -147,16 +149,3 @@ def evaluate_model(model_dir: str, holdouts: list[str], out_dir: str | None = No
         results[stem] = scores
     return results
 
-
-def _load_checkpoint_weights(model: Any, folder: Path) -> None:
-    import torch
-
-    path = folder / "model.pt"
-    if not path.is_file():
-        raise DataError(f"{folder}: not a training checkpoint (no model.pt)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    missing = [k for k in state if k not in dict(model.named_parameters())]
-    if missing:
-        raise SeqtuneError(f"{folder}: checkpoint weights {missing[0]!r}... do not fit this model (a LoRA run's "
-                           "checkpoints hold adapters only; score its exported model instead)")
-    model.load_state_dict(state, strict=False)
