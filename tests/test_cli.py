@@ -17,7 +17,15 @@ def _run_cli(capsys, *args):
 
 @pytest.mark.parametrize("args,message", [
     (["run", "--train.epochs", "0"], "train.epochs: must be > 0"),
-    (["run", "train.lrr=1"], "unknown key 'train.lrr'"),
+    (["run", "train.lrr=1"], "argument train.lrr=1: unknown key 'train.lrr'; did you mean 'train.lr'?"),
+    (["run", "--learning_rate", "0"], "option --learning_rate: train.lr: must be > 0, got 0"),
+    (["run", "--num_beams", "2.7"], "option --num_beams: generate.num_beams: expected an integer, got 2.7"),
+    (["run", "--lr=nan"], "option --lr: train.lr: must be a finite number"),
+    (["run", "--lr"], "option --lr needs a value"),
+    (["run", "{tmp}/bad.yaml"], "bad.yaml:3: train.epochs: expected an integer, got 1.5"),
+    (["run", "{tmp}/bad.yaml", "train.epochs=1"], "bad.yaml:4: unknown key 'train.lrr'; did you mean 'train.lr'?"),
+    (["check", "--train.epochs", "0"], "option --train.epochs: train.epochs: must be > 0"),
+    (["train", "--per_device_train_batch_size", "0"], "option --per_device_train_batch_size: train.batch_size"),
     (["run", "missing.yaml"], "missing.yaml: config file not found"),
     (["run", "--data-path", "{tmp}/none.csv"], "none.csv: file not found"),
     (["run", "--data-path", "{tmp}/bad.csv"], "bad.csv:3: empty value in column 'output'"),
@@ -33,9 +41,10 @@ def test_bad_input_one_line_nonzero_nothing_written(tmp_path, capsys, args, mess
     (tmp_path / "bad.csv").write_text("input,output\nCCO,ethanol\nC,\n")
     (tmp_path / "good.csv").write_text("input,output\nCCO,ethanol\nC,methane\n")
     (tmp_path / "t.jinja").write_text("no variables")
+    (tmp_path / "bad.yaml").write_text("out_dir: x\ntrain:\n  epochs: 1.5\n  lrr: 1\n")
     out = tmp_path / "out"
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    if args[0] == "run":
+    if args[0] in ("run", "train", "check") and args[-1] != "--lr":
         args += ["--output-dir", str(out)]
     code, err = _run_cli(capsys, *args)
     assert code == 2

@@ -23,15 +23,25 @@ commands:
   evaluate --predictions FILE [--task TASK] [--output FILE]
   evaluate --model DIR [--holdout moses_scaffold nci_small] [--beams N] [--verify opsin]
   export RUN_DIR --output DIR    copy a run's model folder (merged weights, tokenizer, format, card)
-  serve --model DIR [--port 8000]
+  serve MODEL_DIR [--port 8000]  web page + JSON API (POST /predict, /docs), batched across clients
   data chem --task smiles2iupac --source moses --n 10000 --out DIR
   sweep SWEEP.yaml [--retry-failed]
   results DIR                    collect run folders into results.csv / results.md
   report DIR
 
-Config keys can be overridden as key=value, --section.key value, or Chemprop-style
-flags: --data-path, --output-dir, --input-column, --output-column, --epochs, --lr, --batch-size.
+Config keys can be overridden as key=value, --section.key value, --section.key=value,
+Chemprop-style flags (--data-path, --output-dir, --epochs, --lr, --batch-size) or Hugging Face
+TrainingArguments names (--output_dir, --learning_rate, --num_train_epochs, ...).
+`seqtune run --help` lists every config key; `seqtune run CONFIG --print-config` prints the
+resolved config.
 """
+
+# The commands that take a config, and the line their --help starts with.
+CONFIG_COMMANDS = {
+    "run": "data -> train -> predict -> evaluate, with a base vs tuned table.",
+    "train": "The same as run without scoring the base model first.",
+    "check": "Validate config, data, model and lengths; print the plan and a time estimate.",
+}
 
 
 def _config(args: list[str]) -> Any:
@@ -47,10 +57,30 @@ def _config(args: list[str]) -> Any:
     return load_config(path, args)
 
 
+def _config_or_info(command: str, args: list[str]) -> Any:
+    """The run's config, or None once --help or --print-config has printed what was asked."""
+    if "-h" in args or "--help" in args:
+        from seqtune.config_help import render_help
+
+        print(render_help(command, CONFIG_COMMANDS[command]), end="")
+        return None
+    if "--print-config" in args:
+        import yaml
+
+        from seqtune.config import config_to_dict
+
+        cfg = _config([a for a in args if a != "--print-config"])
+        print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
+        return None
+    return _config(args)
+
+
 def cmd_run(args: list[str], evaluate_base: bool = True) -> int:
+    cfg = _config_or_info("run" if evaluate_base else "train", args)
+    if cfg is None:
+        return 0
     from seqtune.pipeline import run_pipeline
 
-    cfg = _config(args)
     if not evaluate_base:
         cfg.evaluate_base = False
     run_pipeline(cfg)
@@ -58,9 +88,12 @@ def cmd_run(args: list[str], evaluate_base: bool = True) -> int:
 
 
 def cmd_check(args: list[str]) -> int:
+    cfg = _config_or_info("check", args)
+    if cfg is None:
+        return 0
     from seqtune.preflight import preflight
 
-    print(preflight(_config(args)))
+    print(preflight(cfg))
     return 0
 
 
@@ -69,18 +102,20 @@ def cmd_predict(argv: list[str]) -> int:
 
     p = argparse.ArgumentParser(prog="seqtune predict")
     p.add_argument("--model", required=True, help="folder written by `seqtune run` (RUN/model) or `seqtune export`")
-    p.add_argument("--input", required=True, help="CSV/TSV/JSONL/Parquet, a .txt/.smi file of inputs, or - for stdin")
-    p.add_argument("--output", default=None, help="JSONL to write (default: stdout)")
-    p.add_argument("--input-column", default="input")
+    p.add_argument("--input", "-i", required=True,
+                   help="CSV/TSV/JSONL/Parquet, a .txt/.smi file of inputs, or - for stdin")
+    p.add_argument("--output", "-o", default=None,
+                   help="file to write, CSV/TSV/JSONL/Parquet by its suffix, input columns kept (default: stdout)")
+    p.add_argument("--input-column", default=None, help="default: the training data's input column, else input")
     p.add_argument("--output-column", default="output", help="references, scored when present")
     p.add_argument("--beams", type=int, default=1)
     p.add_argument("--candidates", type=int, default=1)
     p.add_argument("--verify", choices=["none", "opsin"], default="none")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--max-new-tokens", type=int, default=None, help="default: the model's generation_config.json")
     a = p.parse_args(argv)
     for name in ("beams", "candidates", "batch_size", "max_new_tokens"):
-        if getattr(a, name) <= 0:
+        if getattr(a, name) is not None and getattr(a, name) <= 0:
             raise SeqtuneError(f"--{name.replace('_', '-')}: must be > 0")
     result = predict(a.model, a.input, a.output, num_beams=a.beams, candidates=a.candidates, verify=a.verify,
                      batch_size=a.batch_size, max_new_tokens=a.max_new_tokens, input_column=a.input_column,
@@ -117,28 +152,15 @@ def cmd_evaluate(argv: list[str]) -> int:
 
 
 def cmd_export(argv: list[str]) -> int:
-    from seqtune.export import export_run
+    from seqtune.export import main as export_main
 
-    p = argparse.ArgumentParser(prog="seqtune export")
-    p.add_argument("run_dir")
-    p.add_argument("--output", required=True)
-    a = p.parse_args(argv)
-    print(export_run(a.run_dir, a.output))
-    return 0
+    return export_main(argv)
 
 
 def cmd_serve(argv: list[str]) -> int:
-    from seqtune.serve import serve
+    from seqtune.serve import main as serve_main
 
-    p = argparse.ArgumentParser(prog="seqtune serve")
-    p.add_argument("--model", required=True)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--beams", type=int, default=1)
-    p.add_argument("--max-new-tokens", type=int, default=128)
-    a = p.parse_args(argv)
-    serve(a.model, a.host, a.port, num_beams=a.beams, max_new_tokens=a.max_new_tokens)
-    return 0
+    return serve_main(argv)
 
 
 def cmd_data(argv: list[str]) -> int:

@@ -9,6 +9,7 @@ fails before any work starts, with a message naming the key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,6 +18,14 @@ from typing import Any, Literal
 
 import yaml
 
+from seqtune.config_sources import (
+    KeyedConfigError,
+    did_you_mean,
+    flatten,
+    nest,
+    parse_override_args,
+    read_yaml,
+)
 from seqtune.errors import ConfigError
 from seqtune.io import atomic_write_text
 
@@ -28,24 +37,27 @@ class DataConfig:
     # A CSV/TSV/JSONL/Parquet file, a folder holding train/val/test files, or `hf:NAME[:CONFIG]`;
     # several, comma-separated, are concatenated split by split.
     path: str = "data/smiles2iupac_demo"
-    input_column: str = "input"
-    output_column: str = "output"
-    # Task name; chemistry tasks (smiles2iupac, iupac2smiles, ...) add chemistry scores.
+    input_column: str = "input"  # Column holding the inputs.
+    output_column: str = "output"  # Column holding the reference outputs.
+    # Task name; chemistry tasks (smiles2iupac, iupac2smiles, smiles2formula, randomsmiles2canonical,
+    # smiles2inchi) add chemistry scores.
     task: str = "smiles2iupac"
+    # The instruction text of the instruct and chat formats.
     instruction: str = "Translate the SMILES string of a molecule into its IUPAC name."
-    val_fraction: float = 0.05
-    test_fraction: float = 0.05
-    # Subsample the training split to this many pairs (the paper's data-size axis).
+    val_fraction: float = 0.05  # Share of a single file held out for validation (seeded, by unique input).
+    test_fraction: float = 0.05  # Share of a single file held out for testing (seeded, by unique input).
+    # Subsample the training split to this many pairs (the paper's data-size axis; nested:
+    # smaller sizes are subsets of larger ones).
     train_size: int | None = None
-    # Caps on the held-out splits, to keep per-epoch evaluation cheap.
+    # Cap on the validation split, to keep per-epoch evaluation cheap.
     val_size: int | None = 200
-    test_size: int | None = 200
-    dedupe: bool = True
-    seed: int = 42
+    test_size: int | None = 200  # Cap on the test split.
+    dedupe: bool = True  # Keep the first pair per input; held-out inputs are removed from train.
+    seed: int = 42  # Split and subsample seed.
     # Examples longer than this many tokens (prompt + completion + EOS) are
     # dropped or reported as an error; never cut silently.
     max_length: int = 256
-    overlength: Literal["drop", "error"] = "drop"
+    overlength: Literal["drop", "error"] = "drop"  # What happens to an example over max_length.
     # A file of pairs scored as the test split instead of a split of `path` (a fixed holdout
     # such as data/holdouts/moses_scaffold/test.jsonl); its inputs are removed from train/val.
     test_path: str | None = None
@@ -64,22 +76,23 @@ class ModelConfig:
 
     # Hub id, local folder, a .gguf file, or a bundled alias (smollm2-135m, gemma3-270m).
     name: str = "smollm2-135m"
+    # full fine-tuning, or LoRA adapters (peft) merged into the weights on export.
     method: Literal["full", "lora"] = "full"
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target_modules: str = "all-linear"
+    lora_r: int = 16  # LoRA rank.
+    lora_alpha: int = 32  # LoRA scaling numerator (the update is scaled by lora_alpha / lora_r).
+    lora_dropout: float = 0.05  # Dropout on the LoRA branch, in [0, 1).
+    lora_target_modules: str = "all-linear"  # Modules given adapters: all-linear or comma-separated names.
     # Prompt format: plain | instruct | chat, or a path to a Jinja template file.
     format: str = "instruct"
     # How inputs / outputs are spelled inside the prompt (undone on predictions):
     # none | smiles (a space between SMILES tokens: atoms, bonds, ring digits) | chars.
     input_split: Literal["none", "smiles", "chars"] = "none"
-    output_split: Literal["none", "smiles", "chars"] = "none"
+    output_split: Literal["none", "smiles", "chars"] = "none"  # As input_split, for the outputs.
     # Full fine-tuning with the lowest layers fixed: less compute per example (no backward
     # below the first trained layer). freeze_layers > 0 also freezes the input embeddings
     # (and an output head tied to them).
     freeze_embeddings: bool = False
-    freeze_layers: int = 0
+    freeze_layers: int = 0  # Number of lowest transformer blocks kept fixed (implies freeze_embeddings).
 
 
 @dataclass
@@ -89,8 +102,8 @@ class TrainConfig:
     The paper's recipe (lr 2e-5 linear, batch 4) learnt nothing in the same CPU time there;
     configs/paper_recipe.yaml keeps it."""
 
-    epochs: int = 3
-    lr: float = 5e-4
+    epochs: int = 3  # Passes over the training split.
+    lr: float = 5e-4  # Peak learning rate of AdamW (the paper's recipe: 2e-5).
     # Examples per optimiser step, summed over devices.
     batch_size: int = 16
     # Token budget of one forward pass; a step larger than this is split into
@@ -112,70 +125,51 @@ class TrainConfig:
     # Order of examples: random batches; grouped = random batches of similar length (less
     # padding, as transformers' group_by_length); curriculum = first epoch shortest first.
     order: Literal["random", "grouped", "curriculum"] = "random"
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.03
-    lr_schedule: Literal["linear", "cosine", "constant"] = "cosine"
-    max_grad_norm: float = 1.0
+    weight_decay: float = 0.0  # AdamW (fused) weight decay.
+    warmup_ratio: float = 0.03  # Share of the steps spent warming the learning rate up from 0, in [0, 1).
+    lr_schedule: Literal["linear", "cosine", "constant"] = "cosine"  # Decay after the warm-up.
+    max_grad_norm: float = 1.0  # Gradient-norm clipping (0 = none).
     # auto = bf16 autocast where the hardware runs it fast (CUDA, or a CPU with AMX/AVX512-BF16).
     precision: Literal["auto", "bf16", "fp32"] = "auto"
-    seed: int = 42
+    seed: int = 42  # Model initialisation and batch-order seed.
     # Save a checkpoint every N optimiser steps as well as at each epoch end (0 = epoch ends only).
     save_every_steps: int = 0
-    keep_checkpoints: int = 2
-    resume: bool = True
+    keep_checkpoints: int = 2  # Complete checkpoints kept (0 = all).
+    resume: bool = True  # Resume from the last complete checkpoint in out_dir.
     # Decode the validation split after every epoch for exact match / edit distance.
     eval_generate: bool = True
-    logger: Literal["none", "tensorboard", "mlflow"] = "tensorboard"
-    compile: bool = False
+    logger: Literal["none", "tensorboard", "mlflow"] = "tensorboard"  # Metrics logger, into out_dir/logs.
+    compile: bool = False  # torch.compile the model (+20% on CPUs after ~4 min of compiling).
     # Stop after this many optimiser steps (0 = run all epochs); for smoke tests and benchmarks.
     max_steps: int = 0
     # On out-of-memory, halve the tokens per forward pass and retry the step instead of stopping.
     oom_halving: bool = False
-    progress: bool = True
+    progress: bool = True  # Progress bars on a terminal.
 
 
 @dataclass
 class GenerateConfig:
     """Decoding for evaluation and predict."""
 
-    num_beams: int = 1
-    max_new_tokens: int = 128
-    batch_size: int = 64
-    # Verified decoding for chemistry tasks: take this many beams, keep the first that round-trips.
+    num_beams: int = 1  # Beam search width (1 = greedy).
+    max_new_tokens: int = 128  # Longest output decoded, in tokens.
+    batch_size: int = 64  # Inputs decoded together.
+    # Verified decoding for chemistry tasks: opsin keeps the first of `candidates` beams whose
+    # name parses back (OPSIN) to the input molecule.
     verify: Literal["none", "opsin"] = "none"
-    candidates: int = 1
+    candidates: int = 1  # Beams tried by verify (needs num_beams >= candidates).
 
 
 @dataclass
 class RunConfig:
     """A whole run: data -> train -> predict -> evaluate."""
 
-    out_dir: str = "runs/demo"
-    evaluate_base: bool = True
+    out_dir: str = "runs/demo"  # Run folder: splits, checkpoints, predictions, model, metrics.
+    evaluate_base: bool = True  # Score the untrained model on the test split first.
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
-
-
-# Chemprop-style flags a chemist would type, mapped onto config keys.
-ALIASES = {
-    "data-path": "data.path",
-    "output-dir": "out_dir",
-    "save-dir": "out_dir",
-    "input-column": "data.input_column",
-    "output-column": "data.output_column",
-    "smiles-columns": "data.input_column",
-    "target-columns": "data.output_column",
-    "epochs": "train.epochs",
-    "lr": "train.lr",
-    "batch-size": "train.batch_size",
-    "model": "model.name",
-    "format": "model.format",
-    "method": "model.method",
-    "task": "data.task",
-    "seed": "train.seed",
-}
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -212,29 +206,30 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             return value.lower() in ("true", "yes", "1")
         raise ConfigError(f"{key}: expected true or false, got {value!r}")
     if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        if isinstance(value, int):
+        # A float is refused, not truncated: `num_beams: 2.7` must not quietly run 2 beams.
+        if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, str):
             try:
                 return int(value.replace("_", ""))
             except ValueError:
                 pass
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
         raise ConfigError(f"{key}: expected an integer, got {value!r}")
     if tp is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
+        number = None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        # inf or nan trains a NaN model that is exported as if it were fine.
+        if not math.isfinite(number):
+            raise ConfigError(f"{key}: must be a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
@@ -243,44 +238,45 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
 
 
 def _check_ranges(cfg: RunConfig) -> None:
+    d, m, t, g = cfg.data, cfg.model, cfg.train, cfg.generate
     positive = {
-        "train.epochs": cfg.train.epochs,
-        "train.batch_size": cfg.train.batch_size,
-        "generate.num_beams": cfg.generate.num_beams,
-        "generate.max_new_tokens": cfg.generate.max_new_tokens,
-        "generate.batch_size": cfg.generate.batch_size,
-        "generate.candidates": cfg.generate.candidates,
-        "data.max_length": cfg.data.max_length,
-        "model.lora_r": cfg.model.lora_r,
+        "train.epochs": t.epochs, "train.batch_size": t.batch_size, "train.lr": t.lr,
+        "generate.num_beams": g.num_beams, "generate.max_new_tokens": g.max_new_tokens,
+        "generate.batch_size": g.batch_size, "generate.candidates": g.candidates,
+        "data.max_length": d.max_length, "model.lora_r": m.lora_r, "model.lora_alpha": m.lora_alpha,
+        "data.train_size": d.train_size, "data.val_size": d.val_size, "data.test_size": d.test_size,
     }
     for key, v in positive.items():
-        if v <= 0:
-            raise ConfigError(f"{key}: must be > 0, got {v}")
-    if not cfg.train.lr > 0:
-        raise ConfigError(f"train.lr: must be > 0, got {cfg.train.lr}")
-    for key, v in (("data.val_fraction", cfg.data.val_fraction), ("data.test_fraction", cfg.data.test_fraction)):
-        if not 0 <= v < 1:
-            raise ConfigError(f"{key}: must be in [0, 1), got {v}")
-    if cfg.data.val_fraction + cfg.data.test_fraction >= 1:
-        raise ConfigError("data.val_fraction + data.test_fraction: must leave some training data (< 1)")
-    for key, v in (("data.train_size", cfg.data.train_size), ("data.val_size", cfg.data.val_size),
-                   ("data.test_size", cfg.data.test_size)):
-        if v is not None and v <= 0:
-            raise ConfigError(f"{key}: must be > 0 or null, got {v}")
-    for key, v in (("train.warmup_ratio", cfg.train.warmup_ratio),):
-        if not 0 <= v < 1:
-            raise ConfigError(f"{key}: must be in [0, 1), got {v}")
-    for key, v in (("train.micro_batch_tokens", cfg.train.micro_batch_tokens),
-                   ("train.save_every_steps", cfg.train.save_every_steps),
-                   ("train.max_steps", cfg.train.max_steps), ("train.weight_decay", cfg.train.weight_decay),
-                   ("model.freeze_layers", cfg.model.freeze_layers)):
+        if v is not None and not v > 0:
+            raise KeyedConfigError(key, f"{key}: must be > 0{' or null' if key.startswith('data.') else ''}, got {v}")
+    non_negative = {
+        "train.micro_batch_tokens": t.micro_batch_tokens, "train.save_every_steps": t.save_every_steps,
+        "train.max_steps": t.max_steps, "train.weight_decay": t.weight_decay,
+        "train.max_grad_norm": t.max_grad_norm, "train.keep_checkpoints": t.keep_checkpoints,
+        "model.freeze_layers": m.freeze_layers,
+    }
+    for key, v in non_negative.items():
         if v < 0:
-            raise ConfigError(f"{key}: must be >= 0, got {v}")
-    if cfg.generate.candidates > cfg.generate.num_beams and cfg.generate.candidates > 1:
-        raise ConfigError(
-            f"generate.candidates: {cfg.generate.candidates} needs generate.num_beams >= that number "
-            f"(got {cfg.generate.num_beams})"
-        )
+            raise KeyedConfigError(key, f"{key}: must be >= 0, got {v}")
+    for key, v in (("data.val_fraction", d.val_fraction), ("data.test_fraction", d.test_fraction),
+                   ("train.warmup_ratio", t.warmup_ratio), ("model.lora_dropout", m.lora_dropout)):
+        if not 0 <= v < 1:
+            raise KeyedConfigError(key, f"{key}: must be in [0, 1), got {v}")
+    if d.val_fraction + d.test_fraction >= 1:
+        raise KeyedConfigError("data.test_fraction",
+                               "data.val_fraction + data.test_fraction: must leave some training data (< 1)")
+    if g.candidates > g.num_beams and g.candidates > 1:
+        raise KeyedConfigError("generate.candidates", f"generate.candidates: {g.candidates} needs "
+                               f"generate.num_beams >= that number (got {g.num_beams})")
+
+
+def config_keys(cls: type | None = None, prefix: str = "") -> list[str]:
+    """Every dotted config key, in declaration order."""
+    keys: list[str] = []
+    for name, tp in _field_types(cls or RunConfig).items():
+        sub = dataclasses.is_dataclass(tp)
+        keys += config_keys(tp, f"{prefix}{name}.") if sub else [f"{prefix}{name}"]
+    return keys
 
 
 def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
@@ -289,91 +285,58 @@ def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
     for key, value in raw.items():
         full = f"{prefix}{key}"
         if key not in types_:
-            raise ConfigError(f"unknown key {full!r}; allowed: {', '.join(prefix + k for k in types_)}")
+            guesses = did_you_mean(full, config_keys())
+            hint = (f"did you mean {' or '.join(map(repr, guesses))}?" if guesses
+                    else f"allowed: {', '.join(prefix + k for k in types_)}")
+            raise KeyedConfigError(full, f"unknown key {full!r}; {hint}")
         tp = types_[key]
         if dataclasses.is_dataclass(tp):
             if not isinstance(value, dict):
-                raise ConfigError(f"{full}: expected a section (mapping), got {value!r}")
+                raise KeyedConfigError(full, f"{full}: expected a section (mapping), got {value!r}")
             kwargs[key] = _build(tp, value, f"{full}.")
         else:
-            kwargs[key] = _coerce(full, value, tp)
+            try:
+                kwargs[key] = _coerce(full, value, tp)
+            except ConfigError as err:
+                raise KeyedConfigError(full, str(err)) from None
     return cls(**kwargs)
 
 
 def parse_overrides(args: list[str]) -> dict[str, Any]:
-    """Turn `a.b=v`, `--a.b v`, `--a.b=v` and Chemprop-style `--data-path v` into a nested dict."""
-    nested: dict[str, Any] = {}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg.startswith("--"):
-            body = arg[2:]
-            if "=" in body:
-                key, value = body.split("=", 1)
-            else:
-                if i + 1 >= len(args):
-                    raise ConfigError(f"option {arg} needs a value")
-                key, value = body, args[i + 1]
-                i += 1
-        elif "=" in arg:
-            key, value = arg.split("=", 1)
-        else:
-            raise ConfigError(f"cannot read override {arg!r}; write key=value or --key value")
-        key = ALIASES.get(key, key).replace("-", "_")
-        parts = key.split(".")
-        node = nested
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {key!r} conflicts with an earlier one")
-        node[parts[-1]] = yaml.safe_load(value) if value not in ("",) else ""
-        i += 1
-    return nested
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in extra.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = v
-    return out
+    """Turn `a.b=v`, `--a.b v`, `--a.b=v`, Chemprop- and HF-style flags into a nested dict."""
+    return nest(parse_override_args(args)[0])
 
 
 def config_from_dict(raw: dict[str, Any]) -> RunConfig:
-    cfg = _build(RunConfig, raw, "")
+    """Build and check a config from nested sections (aliases such as `learning_rate` accepted)."""
+    cfg = _build(RunConfig, nest(flatten(raw)), "")
     _check_ranges(cfg)
     return cfg
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None) -> RunConfig:
-    """Load a YAML config (or the defaults when `path` is None) and apply overrides."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"{p}: config file not found")
-        try:
-            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f":{mark.line + 1}" if mark is not None else ""
-            raise ConfigError(f"{p}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: expected a mapping of sections at the top level")
-        raw = loaded
+    """Load a YAML config (or the defaults when `path` is None) and apply overrides.
+
+    An error names where the bad key was written: `file:line`, or the command-line option."""
+    values, origins = read_yaml(Path(path)) if path is not None else ({}, {})
     if overrides:
-        extra = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
-        raw = _merge(raw, extra)
+        if isinstance(overrides, dict):
+            extra = flatten(overrides)
+            where = dict.fromkeys(extra, "")  # set by code: no place to point at
+        else:
+            extra, where = parse_override_args(overrides)
+        for key in extra:
+            values.pop(key, None)
+        values.update(extra)
+        origins.update(where)
     try:
-        return config_from_dict(raw)
+        return config_from_dict(nest(values))
     except ConfigError as err:
-        if path is not None:
-            raise ConfigError(f"{path}: {err}") from None
-        raise
+        key = getattr(err, "key", "")
+        while key and key not in origins:
+            key = key.rpartition(".")[0]
+        where = origins[key] if key else (str(path) if path is not None else "")
+        raise ConfigError(f"{where}: {err}" if where else str(err)) from None
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

@@ -74,25 +74,74 @@ def text_field(value: Any, column: str, where: str) -> str:
     return text
 
 
+class _Lines:
+    """The lines of a text as the csv module reads them, counted: the line a record starts on
+    is then known exactly (csv's own line_num is the line it stopped at, 0 before the first)."""
+
+    def __init__(self, text: str) -> None:
+        # newline='' lets the csv module see quoted newlines and CRLF as the format defines them.
+        self._lines = io.StringIO(text, newline="")
+        self.count = 0
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self.count += 1
+        return line
+
+
 def _rows_csv(path: Path, delimiter: str) -> list[tuple[int, dict[str, Any]]]:
     text = _decode(path)
     if not text.strip():
         raise DataError(f"{path}: file is empty")
-    # newline='' lets the csv module see quoted newlines and CRLF as the format defines them.
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    lines = _Lines(text)
+    # strict: a quote left open is an error at the end of the file, not a field that swallows the
+    # rows after it (which read as one long output, and the file as one row shorter).
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
+    header: list[str] | None = None
     rows = []
-    try:
-        for row in reader:
-            if None in row:
-                raise DataError(f"{path}:{reader.line_num}: more fields than the header has")
-            if not any((v or "").strip() for v in row.values()):
-                continue  # blank line
-            rows.append((reader.line_num, row))
-    except csv.Error as err:
-        raise DataError(f"{path}:{reader.line_num}: malformed {delimiter!r}-separated line ({err})") from None
-    if reader.fieldnames is None:
+    while True:
+        start = lines.count + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as err:
+            raise _csv_error(path, err, start, lines.count, delimiter) from None
+        if not fields:
+            continue  # blank line
+        if header is None:
+            header = fields
+            continue
+        if len(fields) > len(header):
+            raise DataError(f"{path}:{start}: more fields than the header has")
+        if not any(v.strip() for v in fields):
+            continue
+        row: dict[str, Any] = dict(zip(header, fields))
+        row.update({k: None for k in header[len(fields):]})  # short rows read as missing values
+        rows.append((start, row))
+    if header is None:
         raise DataError(f"{path}: file is empty")
     return rows
+
+
+def _csv_error(path: Path, err: csv.Error, start: int, at: int, delimiter: str) -> DataError:
+    message = str(err)
+    if "field larger than field limit" in message:
+        return DataError(f"{path}:{at}: a field longer than {csv.field_size_limit():,} characters "
+                         "(an unclosed quote, or not a pairs file)")
+    if "unexpected end of data" in message:
+        return DataError(f"{path}:{start}: unterminated quote (the quoted field that starts on this line "
+                         "is never closed)")
+    if "expected after '\"'" in message:
+        if start == at:
+            return DataError(f"{path}:{start}: text after a closing quote (quote the whole field and "
+                             "double any quote inside it)")
+        return DataError(f"{path}:{start}: unterminated quote (the quoted field opened on this line "
+                         f"runs on to line {at})")
+    return DataError(f"{path}:{start}: malformed {delimiter!r}-separated line ({err})")
 
 
 def _rows_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:

@@ -15,3 +15,7 @@ class DataError(SeqtuneError):
 
 class ModelError(SeqtuneError):
     """A model cannot be found or loaded."""
+
+
+class TrainingDiverged(SeqtuneError):
+    """The training loss or the weights became NaN/inf; the last good checkpoint is kept."""

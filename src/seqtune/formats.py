@@ -9,7 +9,9 @@ EOS must still learn to stop.
 
 from __future__ import annotations
 
+import functools
 import re
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,25 @@ def join_text(text: str, how: str) -> str:
 _env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
 
 
+@functools.lru_cache(maxsize=32)
+def _compiled(template: str) -> jinja2.Template:
+    # Every prompt of a run renders the same template (twice, see prompt_parts): compile it once.
+    return _env.from_string(template)
+
+
+# Stand-ins for the user's text while locating it in a rendered prompt (NUL: no real text holds it).
+_SENTINEL_INPUT, _SENTINEL_INSTRUCTION = "\0seqtune-input\0", "\0seqtune-instruction\0"
+_SENTINELS = re.compile(f"({re.escape(_SENTINEL_INPUT)}|{re.escape(_SENTINEL_INSTRUCTION)})")
+
+
+def _find_all(text: str, value: str) -> list[int]:
+    starts, i = [], text.find(value)
+    while i >= 0:
+        starts.append(i)
+        i = text.find(value, i + len(value))
+    return starts
+
+
 @dataclass(frozen=True)
 class PromptFormat:
     """How an input becomes a prompt. `template` is None for the model's chat template."""
@@ -81,7 +102,32 @@ class PromptFormat:
         return join_text(generated, self.output_split).strip()
 
     def prompt_text(self, tokenizer: Any, input: str, instruction: str) -> str:
+        return self._render(tokenizer, split_text(input, self.input_split), instruction)
+
+    def prompt_parts(self, tokenizer: Any, input: str, instruction: str) -> tuple[str, list[tuple[int, int]]]:
+        """The prompt text and the character spans in it that hold the user's text (input, instruction):
+        there, text that spells a special token is data, not a control token."""
         input = split_text(input, self.input_split)
+        text = self._render(tokenizer, input, instruction)
+        values = {_SENTINEL_INPUT: input, _SENTINEL_INSTRUCTION: instruction}
+        # The template rendered with markers in place of the user's text shows where that text lands.
+        marked = self._render(tokenizer, _SENTINEL_INPUT, _SENTINEL_INSTRUCTION if instruction else "")
+        rebuilt, spans, pos = [], [], 0
+        for piece in _SENTINELS.split(marked):
+            value = values.get(piece)
+            if value is None:
+                rebuilt.append(piece)
+                pos += len(piece)
+            else:
+                rebuilt.append(value)
+                spans.append((pos, pos + len(value)))
+                pos += len(value)
+        if "".join(rebuilt) != text:
+            # The template transforms the text it is given (a filter): find the values themselves.
+            spans = [(i, i + len(v)) for v in (input, instruction) if v for i in _find_all(text, v)]
+        return text, spans
+
+    def _render(self, tokenizer: Any, input: str, instruction: str) -> str:
         if self.template is None:
             if not getattr(tokenizer, "chat_template", None):
                 raise ConfigError("model.format: 'chat' needs a tokenizer with a chat template; use instruct or plain")
@@ -90,7 +136,7 @@ class PromptFormat:
                 [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
             )
         try:
-            return _env.from_string(self.template).render(input=input, instruction=instruction)
+            return _compiled(self.template).render(input=input, instruction=instruction)
         except jinja2.TemplateError as err:
             raise ConfigError(f"model.format {self.name!r}: template error ({err})") from None
 
@@ -143,16 +189,84 @@ def eos_id(tokenizer: Any) -> int:
 
 
 def encode_prompt(tokenizer: Any, fmt: PromptFormat, input: str, instruction: str) -> list[int]:
-    text = fmt.prompt_text(tokenizer, input, instruction)
+    text, spans = fmt.prompt_parts(tokenizer, input, instruction)
     # A chat template writes its own special tokens (BOS included); other formats
     # get whatever the tokenizer adds to the start of a text, but never a trailing EOS.
-    ids = tokenizer(text, add_special_tokens=fmt.template is not None)["input_ids"]
+    add = fmt.template is not None
+    specials = _special_tokens(tokenizer)
+    matches = list(specials.finditer(text)) if specials is not None else []
+    if any(_overlaps(m.span(), spans) for m in matches):
+        ids = _encode_user_text_plain(tokenizer, text, [m for m in matches if not _overlaps(m.span(), spans)], add)
+    else:
+        ids = tokenizer(text, add_special_tokens=add)["input_ids"]
     eos = tokenizer.eos_token_id
-    if fmt.template is not None and ids and eos is not None and ids[-1] == eos and not text.endswith(
-        tokenizer.eos_token or "\0"
-    ):
+    if add and ids and eos is not None and ids[-1] == eos and not text.endswith(tokenizer.eos_token or "\0"):
         ids = ids[:-1]
     return list(ids)
+
+
+# Compiled per tokenizer: Gemma's has over 6,000 special tokens.
+_special_cache: weakref.WeakKeyDictionary[Any, re.Pattern[str] | None] = weakref.WeakKeyDictionary()
+
+
+def _special_tokens(tokenizer: Any) -> re.Pattern[str] | None:
+    """A pattern matching the tokenizer's special tokens, longest first (as its own matcher does)."""
+    try:
+        return _special_cache[tokenizer]
+    except (KeyError, TypeError):
+        pass
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    texts = sorted({t.content for t in added.values() if getattr(t, "special", False) and t.content}
+                   | {t for t in getattr(tokenizer, "all_special_tokens", []) if t}, key=len, reverse=True)
+    pattern = re.compile("|".join(map(re.escape, texts))) if texts else None
+    try:
+        _special_cache[tokenizer] = pattern
+    except TypeError:
+        pass
+    return pattern
+
+
+def _overlaps(span: tuple[int, int], spans: list[tuple[int, int]]) -> bool:
+    return any(span[0] < b and a < span[1] for a, b in spans)
+
+
+def _encode_user_text_plain(tokenizer: Any, text: str, template_tokens: list[re.Match[str]], add: bool) -> list[int]:
+    """`text` tokenised as the tokenizer would, except that only `template_tokens` become special
+    tokens; special-token text elsewhere (the user's) is tokenised as text, as outputs are.
+
+    The tokenizer itself cuts a text at its special tokens and tokenises the pieces between them
+    on their own, so doing the same here gives the same ids wherever the user's text is ordinary.
+    """
+    ids: list[int] = []
+    pos = 0
+    for m in template_tokens:
+        ids += _plain_ids(tokenizer, text[pos:m.start()])
+        ids.append(tokenizer.convert_tokens_to_ids(m.group()))
+        pos = m.end()
+    ids += _plain_ids(tokenizer, text[pos:])
+    if add:
+        before, after = _added_around(tokenizer)
+        # A trailing EOS is never added to a prompt (see encode_prompt); here it is known to be the tokenizer's.
+        if after and after[-1] == tokenizer.eos_token_id:
+            after = after[:-1]
+        ids = before + ids + after
+    return ids
+
+
+def _plain_ids(tokenizer: Any, text: str) -> list[int]:
+    if not text:
+        return []
+    return list(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+
+
+def _added_around(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer adds before and after a text (BOS, ...), read off a probe."""
+    bare = list(tokenizer("a", add_special_tokens=False)["input_ids"])
+    full = list(tokenizer("a", add_special_tokens=True)["input_ids"])
+    for i in range(len(full) - len(bare) + 1):
+        if full[i:i + len(bare)] == bare:
+            return full[:i], full[i + len(bare):]
+    return [], []
 
 
 def encode_completion(tokenizer: Any, output: str, output_split: str = "none") -> list[int]:

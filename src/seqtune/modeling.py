@@ -17,7 +17,7 @@ import torch
 
 from seqtune.config import ModelConfig
 from seqtune.errors import ModelError
-from seqtune.formats import PromptFormat
+from seqtune.formats import SPLITS, PromptFormat
 from seqtune.io import atomic_write_json, atomic_write_text
 
 FORMAT_FILE = "seqtune.json"
@@ -55,12 +55,40 @@ def resolve_model_path(name: str) -> tuple[str, str | None]:
     if p.suffix == ".gguf":
         if not p.is_file():
             raise ModelError(f"model.name: GGUF file {name} not found")
+        _check_gguf(p)
         return str(p.parent), p.name
+    if not p.exists() and _looks_like_path(name):
+        # Otherwise the hub client answers, with a "Repo id must be in the form ..." error.
+        raise ModelError(f"model.name: model folder {name} does not exist")
     if p.exists() and not p.is_dir():
         raise ModelError(f"model.name: {name} is a file but not a .gguf model")
     if p.is_dir() and not (p / "config.json").exists():
         raise ModelError(f"model.name: folder {name} has no config.json (not a saved model)")
     return name, None
+
+
+def _looks_like_path(name: str) -> bool:
+    """A name no hub id can be (hub ids are NAME or OWNER/NAME): absolute, ./ ../ ~, or deeper."""
+    return (Path(name).is_absolute() or name.startswith((".", "~")) or "\\" in name or name.count("/") > 1
+            or name.endswith("/"))
+
+
+GGUF_MAGIC = b"GGUF"
+
+
+def _check_gguf(path: Path) -> None:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as err:
+        raise ModelError(f"model.name: cannot read {path} ({err.strerror})") from None
+    if head != GGUF_MAGIC:
+        raise ModelError(f"model.name: {path} is not a GGUF file (it does not start with the GGUF magic bytes)")
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0] if lines else ''}"
 
 
 def _clear_gguf_quantizer(model: Any) -> None:
@@ -78,16 +106,17 @@ def load_tokenizer(name: str) -> Any:
     path, gguf = resolve_model_path(name)
     try:
         tok = AutoTokenizer.from_pretrained(path, gguf_file=gguf) if gguf else AutoTokenizer.from_pretrained(path)
-    except OSError as err:
-        raise ModelError(f"model.name: cannot load tokenizer for {name!r} ({str(err).splitlines()[0]})") from None
+    except Exception as err:  # noqa: BLE001 - hub errors, a broken tokenizer file or GGUF raise many types
+        raise ModelError(f"model.name: cannot load the tokenizer of {name!r} ({_first_line(err)})") from None
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
     return tok
 
 
-def load_model(cfg: ModelConfig) -> tuple[torch.nn.Module, Any]:
-    """Model (float32 master weights; LoRA-wrapped if asked) and tokenizer."""
+def load_model(cfg: ModelConfig, seed: int | None = None) -> tuple[torch.nn.Module, Any]:
+    """Model (float32 master weights; LoRA-wrapped if asked) and tokenizer. `seed` (the run's
+    train.seed) seeds the LoRA adapters' random initialisation."""
     from transformers import AutoModelForCausalLM
 
     path, gguf = resolve_model_path(cfg.name)
@@ -97,13 +126,17 @@ def load_model(cfg: ModelConfig) -> tuple[torch.nn.Module, Any]:
         if gguf:
             kwargs["gguf_file"] = gguf
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except OSError as err:
-        raise ModelError(f"model.name: cannot load {cfg.name!r} ({str(err).splitlines()[0]})") from None
+    except Exception as err:  # noqa: BLE001 - a damaged weights file raises anything from OSError to SafetensorError
+        raise ModelError(f"model.name: cannot load {cfg.name!r} ({_first_line(err)})") from None
     if gguf:
         _clear_gguf_quantizer(model)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tok.pad_token_id
     if cfg.method == "lora":
+        if seed is not None:
+            # Adapters are drawn from the global RNG, whose state depends on what ran before
+            # in this process: without this, two runs with one seed start from different adapters.
+            torch.manual_seed(seed)
         model = add_lora(model, cfg)
     elif cfg.freeze_embeddings or cfg.freeze_layers:
         freeze_lower(model, cfg.freeze_layers, cfg.freeze_embeddings)
@@ -208,13 +241,50 @@ def load_finetuned(folder: str | Path) -> tuple[Any, Any, ModelInfo]:
     from transformers import AutoModelForCausalLM
 
     folder = Path(folder)
+    info = read_model_info(folder)
+    if not (folder / "config.json").is_file():
+        raise ModelError(f"{folder}: model folder has no config.json (not a saved model)")
+    if not any((folder / name).is_file() for name in WEIGHT_FILES):
+        raise ModelError(f"{folder}: model folder has no weights ({' or '.join(WEIGHT_FILES[:2])})")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    except Exception as err:  # noqa: BLE001 - a damaged weights file raises anything from OSError to SafetensorError
+        raise ModelError(f"{folder}: cannot load the model's weights ({_first_line(err)})") from None
+    tok = load_tokenizer(str(folder))
+    return model, tok, info
+
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def read_model_info(folder: Path) -> ModelInfo:
+    """The prompt format, task and instruction of a model folder (its seqtune.json), checked."""
+    if not folder.exists():
+        raise ModelError(f"{folder}: model folder does not exist")
+    if not folder.is_dir():
+        raise ModelError(f"{folder}: is a file, not a model folder")
     meta_path = folder / FORMAT_FILE
     if not meta_path.is_file():
         raise ModelError(f"{folder}: not a seqtune model folder (no {FORMAT_FILE})")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    tok = load_tokenizer(str(folder))
-    info = ModelInfo(PromptFormat.from_dict(meta["format"]), meta.get("task", ""), meta.get("instruction", ""),
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ModelError(f"{meta_path}: not UTF-8 text") from None
+    except OSError as err:
+        raise ModelError(f"{meta_path}: cannot read it ({err.strerror})") from None
+    except json.JSONDecodeError as err:
+        raise ModelError(f"{meta_path}:{err.lineno}: not valid JSON ({err.msg}); truncated or damaged") from None
+    fmt = meta.get("format") if isinstance(meta, dict) else None
+    if not isinstance(fmt, dict):
+        raise ModelError(f"{meta_path}: no 'format' object (the prompt format the model was trained with)")
+    if not isinstance(fmt.get("name"), str) or not isinstance(fmt.get("template"), (str, type(None))):
+        raise ModelError(f"{meta_path}: 'format' needs a text 'name' and a text (or null) 'template'")
+    for key in ("input_split", "output_split"):
+        if fmt.get(key, "none") not in SPLITS:
+            raise ModelError(f"{meta_path}: format.{key} {fmt.get(key)!r} is not one of {', '.join(SPLITS)}")
+    for key in ("task", "instruction", "base_model"):
+        if not isinstance(meta.get(key, ""), str):
+            raise ModelError(f"{meta_path}: {key!r} must be text")
+    return ModelInfo(PromptFormat.from_dict(fmt), meta.get("task", ""), meta.get("instruction", ""),
                      meta.get("base_model", ""), {k: v for k, v in meta.items()
                                                    if k not in ("format", "task", "instruction", "base_model")})
-    return model, tok, info

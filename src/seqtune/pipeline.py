@@ -11,10 +11,11 @@ Run folder (the contract with sweeps and reports):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,11 @@ from seqtune import __version__
 from seqtune.batching import Example
 from seqtune.config import RunConfig, config_to_dict, save_config
 from seqtune.data import Pair, Splits, load_splits, save_splits
-from seqtune.errors import ConfigError, DataError
+from seqtune.errors import ConfigError, DataError, SeqtuneError
+from seqtune.export import finish_model_folder
 from seqtune.formats import PromptFormat, encode_example, encode_prompt, get_format
 from seqtune.generate import generate
-from seqtune.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
+from seqtune.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, run_folder_lock, write_error
 from seqtune.metrics import score
 from seqtune.modeling import ModelInfo, count_params, load_model, save_model
 from seqtune.runtime import loaded_allocator
@@ -175,24 +177,6 @@ def _table(columns: dict[str, dict[str, Any] | None]) -> str:
     return "\n".join(lines)
 
 
-def model_card(cfg: RunConfig, n_params: int, tuned: dict[str, Any], splits: Splits) -> str:
-    scores = "\n".join(f"| {k} | {v:.4g} |" for k, v in tuned.items() if isinstance(v, (int, float)))
-    return f"""# seqtune model: {cfg.data.task}
-
-Fine-tuned from `{cfg.model.name}` ({n_params / 1e6:.1f}M parameters, {cfg.model.method} fine-tuning)
-with the `{cfg.model.format}` prompt format on {len(splits.train)} training pairs for {cfg.train.epochs} epochs
-(lr {cfg.train.lr}, batch {cfg.train.batch_size}).
-
-Load it with `seqtune predict --model THIS_FOLDER --input FILE` or `seqtune serve --model THIS_FOLDER`.
-
-## Test scores ({len(splits.test)} held-out pairs)
-
-| metric | value |
-|---|---|
-{scores}
-"""
-
-
 def _fingerprint(cfg: RunConfig, splits: Splits) -> dict[str, Any]:
     m, d = cfg.model, cfg.data
     return {"data_hash": splits.digest(), "model": m.name, "method": m.method, "format": m.format,
@@ -211,12 +195,43 @@ def _train_only(cfg: RunConfig, model: Any, enc: dict[str, Encoded], tok: Any, o
 
 def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     """Run everything into cfg.out_dir; returns the contents of metrics.json."""
-    out = Path(cfg.out_dir)
     # Everything that can fail on bad input (data, format, model) happens before the
     # first file is written, so a bad run leaves no half-made run folder behind.
     splits = load_splits(cfg.data)
     fmt = get_format(cfg.model.format, cfg.model.input_split, cfg.model.output_split)
-    model, tok = load_model(cfg.model)
+    from accelerate import PartialState
+
+    # Under `accelerate launch` / `torchrun` every process trains; one writes files and scores.
+    # cpu=True is what lets torchrun / accelerate launch start gloo process groups on CPU-only machines.
+    dist = PartialState(cpu=not torch.cuda.is_available())
+    if not dist.is_main_process:
+        return _run(cfg, splits, fmt, dist)
+    # Before the model loads: a folder that cannot be written, or that another run is using,
+    # stops the run at once rather than after minutes of loading (or, worse, mixes two runs).
+    with run_folder_lock(Path(cfg.out_dir)):
+        return _run(cfg, splits, fmt, dist)
+
+
+@contextlib.contextmanager
+def _write_errors(out: Path, what: str, hint: str = "") -> Iterator[None]:
+    """A full disk or an unwritable file while writing `what`: one line instead of a traceback."""
+    try:
+        yield
+    except OSError as err:
+        mapped = write_error(err, out, what)
+        if mapped is None:
+            raise
+        raise SeqtuneError(f"{mapped}{hint}") from None
+    except Exception as err:
+        # safetensors reports a failed write (ENOSPC included) as its own type, not OSError.
+        if type(err).__name__ != "SafetensorError":
+            raise
+        raise SeqtuneError(f"{out}: cannot write {what}: {str(err).splitlines()[0]}{hint}") from None
+
+
+def _run(cfg: RunConfig, splits: Splits, fmt: PromptFormat, dist: Any) -> dict[str, Any]:
+    out = Path(cfg.out_dir)
+    model, tok = load_model(cfg.model, seed=cfg.train.seed)
     n_params, n_trainable = count_params(model)
     instruction = cfg.data.instruction
     pairs = {"train": mixed_training_pairs(cfg, splits.train, fmt), "val": splits.val, "test": splits.test}
@@ -224,51 +239,65 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
                               cfg.data.overlength, name) for name in ("train", "val", "test")}
     if not enc["train"].examples:
         raise DataError(f"{cfg.data.path}: every training pair is longer than data.max_length={cfg.data.max_length}")
-    test_pairs = enc["test"].kept
-    from accelerate import PartialState
-
-    # Under `accelerate launch` / `torchrun` every process trains; one writes files and scores.
-    # cpu=True is what lets torchrun / accelerate launch start gloo process groups on CPU-only machines.
-    dist = PartialState(cpu=not torch.cuda.is_available())
-    main = dist.is_main_process
     model.to(dist.device)
-    if not main:
+    if not dist.is_main_process:
         return _train_only(cfg, model, enc, tok, out, splits, fmt)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
-    save_splits(splits, out / "data")
-    atomic_write_json(out / "run.json", {
-        "versions": versions(), "data_hash": splits.digest(), "data": splits.stats,
-        "dropped_overlength": {k: v.dropped for k, v in enc.items()},
-        "n_params": n_params, "n_trainable": n_trainable, "model": cfg.model.name,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "runtime": {"device": str(dist.device), "threads": torch.get_num_threads(), "allocator": loaded_allocator()},
-    })
-    task = cfg.data.task
-    base = None
-    base_file = out / "predictions" / "base.jsonl"
-    if cfg.evaluate_base and test_pairs:
-        cached = out / "predictions" / "base.json"
-        if cached.is_file() and base_file.is_file():
-            base = json.loads(cached.read_text())
-        else:
-            print(f"scoring the base model on {len(test_pairs)} test pairs")
-            base, rows = predict_pairs(model, tok, fmt, instruction, test_pairs, cfg, task, cfg.train.progress)
-            atomic_write_jsonl(base_file, rows)
-            atomic_write_json(cached, base)
+    with _write_errors(out, "the run folder"):
+        save_config(cfg, out / "config.yaml")
+        save_splits(splits, out / "data")
+        atomic_write_json(out / "run.json", {
+            "versions": versions(), "data_hash": splits.digest(), "data": splits.stats,
+            "dropped_overlength": {k: v.dropped for k, v in enc.items()},
+            "n_params": n_params, "n_trainable": n_trainable, "model": cfg.model.name,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "runtime": {"device": str(dist.device), "threads": torch.get_num_threads(),
+                        "allocator": loaded_allocator()},
+        })
+    test_pairs = enc["test"].kept
+    with _write_errors(out, "predictions"):
+        base = _score_base(cfg, model, tok, fmt, test_pairs, out)
 
     def on_epoch_end(epoch: int, trained: Any) -> dict[str, Any]:
         if not (cfg.train.eval_generate and test_pairs):
             return {}
-        summary, rows = predict_pairs(trained, tok, fmt, instruction, test_pairs, cfg, task, cfg.train.progress)
+        summary, rows = predict_pairs(trained, tok, fmt, instruction, test_pairs, cfg, cfg.data.task,
+                                      cfg.train.progress)
         atomic_write_jsonl(out / "predictions" / f"epoch-{epoch}.jsonl", rows)
         return {k: v for k, v in summary.items() if k != "n"}
 
     from seqtune.train import train
 
-    state = train(model, enc["train"].examples, enc["val"].examples, cfg.train, out, tok.pad_token_id,
-                  on_epoch_end=on_epoch_end, fingerprint=_fingerprint(cfg, splits),
-                  epoch_examples=augmented_epochs(cfg, enc["train"], tok, fmt))
+    with _write_errors(out, "training records"):
+        state = train(model, enc["train"].examples, enc["val"].examples, cfg.train, out, tok.pad_token_id,
+                      on_epoch_end=on_epoch_end, fingerprint=_fingerprint(cfg, splits),
+                      epoch_examples=augmented_epochs(cfg, enc["train"], tok, fmt))
+    # The last checkpoint holds the finished training: a rerun after a failed final save
+    # (a full disk) resumes there and only redoes the saving.
+    with _write_errors(out, "the final model and scores", "; the last checkpoint is intact: free space and run again"):
+        return _finish(cfg, model, tok, fmt, splits, enc, state, base, (n_params, n_trainable))
+
+
+def _score_base(cfg: RunConfig, model: Any, tok: Any, fmt: PromptFormat, test_pairs: list[Pair],
+                out: Path) -> dict[str, Any] | None:
+    """The untrained model's test scores (cached in the run folder for a resumed run)."""
+    if not (cfg.evaluate_base and test_pairs):
+        return None
+    base_file, cached = out / "predictions" / "base.jsonl", out / "predictions" / "base.json"
+    if cached.is_file() and base_file.is_file():
+        return json.loads(cached.read_text())
+    print(f"scoring the base model on {len(test_pairs)} test pairs")
+    base, rows = predict_pairs(model, tok, fmt, cfg.data.instruction, test_pairs, cfg, cfg.data.task,
+                               cfg.train.progress)
+    atomic_write_jsonl(base_file, rows)
+    atomic_write_json(cached, base)
+    return base
+
+
+def _finish(cfg: RunConfig, model: Any, tok: Any, fmt: PromptFormat, splits: Splits, enc: dict[str, Encoded],
+            state: dict[str, Any], base: dict[str, Any] | None, params: tuple[int, int]) -> dict[str, Any]:
+    """Final test scores, the exported model, and metrics.json (written last: the run is done)."""
+    out, task, instruction = Path(cfg.out_dir), cfg.data.task, cfg.data.instruction
+    test_pairs = enc["test"].kept
     history = state["history"]
     last_epoch = history[-1]["epoch"] if history else 0
     last_preds = out / "predictions" / f"epoch-{last_epoch}.jsonl"
@@ -280,6 +309,7 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
         summary, rows = predict_pairs(model, tok, fmt, instruction, test_pairs, cfg, task, cfg.train.progress)
         atomic_write_jsonl(out / "predictions" / "test.jsonl", rows)
         tuned = {k: v for k, v in summary.items() if k != "n"}
+    n_params, n_trainable = params
     train_info = {
         "epochs": last_epoch, "train_examples": len(enc["train"].examples),
         "train_seconds": state["train_seconds"],
@@ -288,7 +318,8 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
         "format": cfg.model.format,
     }
     info = ModelInfo(fmt, task, instruction, cfg.model.name, {"config": config_to_dict(cfg)})
-    save_model(model, tok, out / "model", info, card=model_card(cfg, n_params, tuned, splits))
+    save_model(model, tok, out / "model", info)
+    finish_model_folder(out / "model", tuned=tuned, run_dir=out)  # chat template, generation config, Hub card
     baseline = None
     scored = score_baseline(task, test_pairs)
     if scored is not None:

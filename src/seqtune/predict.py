@@ -2,23 +2,40 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from seqtune.data import read_rows, text_field
+from seqtune.data import SUFFIXES, read_rows, text_field
 from seqtune.errors import DataError, SeqtuneError
 from seqtune.formats import encode_prompt
 from seqtune.generate import generate
-from seqtune.io import atomic_write_json, atomic_write_jsonl, read_jsonl
+from seqtune.io import (
+    atomic_open,
+    atomic_write_json,
+    atomic_write_jsonl,
+    check_writable_dir,
+    check_writable_file,
+    dumps,
+    read_jsonl,
+    write_error,
+)
 from seqtune.metrics import score
 
 
 def read_inputs(source: str, input_column: str, output_column: str) -> tuple[list[str], list[str] | None]:
     """Inputs (and references when the file has them) from a pairs file, a text file, or '-' (stdin)."""
+    inputs, refs, _ = read_table(source, input_column, output_column)
+    return inputs, refs
+
+
+def read_table(source: str, input_column: str,
+               output_column: str) -> tuple[list[str], list[str] | None, list[dict[str, Any]] | None]:
+    """read_inputs plus every row's columns (None for text inputs), kept in the predictions."""
     if source == "-":
         lines = [ln.strip() for ln in sys.stdin.read().splitlines()]
-        return [ln for ln in lines if ln], None
+        return [ln for ln in lines if ln], None, None
     path = Path(source)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
@@ -27,7 +44,7 @@ def read_inputs(source: str, input_column: str, output_column: str) -> tuple[lis
             lines = [ln.strip() for ln in path.read_text(encoding="utf-8-sig").splitlines()]
         except UnicodeDecodeError:
             raise DataError(f"{path}: not valid UTF-8 text") from None
-        return [ln.split()[0] if path.suffix == ".smi" else ln for ln in lines if ln], None
+        return [ln.split()[0] if path.suffix == ".smi" else ln for ln in lines if ln], None, None
     rows, _ = read_rows(path)
     has_refs = output_column in rows[0][1]
     inputs, refs = [], []
@@ -37,36 +54,79 @@ def read_inputs(source: str, input_column: str, output_column: str) -> tuple[lis
         inputs.append(text_field(row[input_column], input_column, where))
         if has_refs:
             refs.append(text_field(row.get(output_column), output_column, where))
-    return inputs, (refs if has_refs else None)
+    return inputs, (refs if has_refs else None), [row for _, row in rows]
+
+
+def trained_input_column(model_dir: str) -> str | None:
+    """The input column of the model's training data, as recorded in its seqtune.json."""
+    try:
+        meta = json.loads((Path(model_dir) / "seqtune.json").read_text(encoding="utf-8"))
+        column = meta.get("config", {}).get("data", {}).get("input_column")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return column if isinstance(column, str) and column else None
+
+
+def _trained_max_new_tokens(model_dir: str) -> int:
+    try:
+        value = json.loads((Path(model_dir) / "generation_config.json").read_text(encoding="utf-8"))["max_new_tokens"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return 128
+    return value if isinstance(value, int) and value > 0 else 128
+
+
+def _input_column(source: str, model_dir: str) -> str:
+    # The training column when this file has it ("smiles" in both), else the usual "input".
+    trained = trained_input_column(model_dir)
+    if trained and trained != "input" and source != "-" and Path(source).suffix.lower() in SUFFIXES:
+        try:
+            rows, _ = read_rows(source)
+        except DataError:
+            return "input"
+        if trained in rows[0][1]:
+            return trained
+    return "input"
 
 def predict(model_dir: str, source: str, output: str | None, num_beams: int = 1, candidates: int = 1,
-            verify: str = "none", batch_size: int = 32, max_new_tokens: int = 128,
-            input_column: str = "input", output_column: str = "output", precision: str = "auto") -> dict[str, Any]:
-    """Decode every input; write JSONL (input, reference if any, prediction); score when references exist."""
+            verify: str = "none", batch_size: int = 32, max_new_tokens: int | None = None,
+            input_column: str | None = None, output_column: str = "output", precision: str = "auto") -> dict[str, Any]:
+    """Decode every input; write the input rows with prediction columns added (CSV/TSV/JSONL/Parquet
+    by the output's suffix); score when references exist. `input_column` defaults to the
+    training data's input column when the file has it, else "input"; `max_new_tokens` to the
+    model's generation_config.json (the length it was scored with), else 128."""
     from seqtune.modeling import load_finetuned
 
-    inputs, refs = read_inputs(source, input_column, output_column)
+    input_column = input_column or _input_column(source, model_dir)
+    max_new_tokens = max_new_tokens or _trained_max_new_tokens(model_dir)
+    inputs, refs, columns = read_table(source, input_column, output_column)
     if not inputs:
         raise DataError(f"{source}: no inputs")
+    if output and output != "-":  # before the model loads and every input is decoded for nothing
+        check_writable_file(output, "--output")
     loaded = load_finetuned(model_dir)
     return decode_and_score(loaded, inputs, refs, output, num_beams, candidates, verify, batch_size,
-                            max_new_tokens, precision)
+                            max_new_tokens, precision, columns=columns)
 
 
 def decode_and_score(loaded: tuple[Any, Any, Any], inputs: list[str], refs: list[str] | None, output: str | None,
                      num_beams: int = 1, candidates: int = 1, verify: str = "none", batch_size: int = 32,
-                     max_new_tokens: int = 128, precision: str = "auto") -> dict[str, Any]:
-    """Decode `inputs` with a loaded (model, tokenizer, info); write rows; score against `refs` if given."""
+                     max_new_tokens: int = 128, precision: str = "auto",
+                     columns: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Decode `inputs` with a loaded (model, tokenizer, info); write rows (each input row's `columns`
+    first, then input/prediction/score columns); score against `refs` if given."""
     model, tok, info = loaded
     if verify != "none" and candidates < 2:
         candidates = max(num_beams, 5)
     beams = max(num_beams, candidates)
+    if output and output != "-":
+        check_writable_file(output)
     prompts = [encode_prompt(tok, info.format, x, info.instruction) for x in inputs]
     outs = generate(model, tok, prompts, num_beams=beams, num_return=candidates, max_new_tokens=max_new_tokens,
                     batch_size=batch_size, precision=precision, progress=sys.stderr.isatty(),
                     text_of=info.format.output_text)
     preds = [c[0] if c else "" for c in outs]
-    rows: list[dict[str, Any]] = [{"input": x, "prediction": p} for x, p in zip(inputs, preds)]
+    rows: list[dict[str, Any]] = [{**(columns[i] if columns else {}), "input": x, "prediction": p}
+                                  for i, (x, p) in enumerate(zip(inputs, preds))]
     if verify == "opsin":
         from seqtune.chem.verify import first_consistent
 
@@ -85,13 +145,35 @@ def decode_and_score(loaded: tuple[Any, Any, Any], inputs: list[str], refs: list
             top, _ = score(info.task, inputs, [r["top_beam"] for r in rows], refs)
             result["top_beam"] = top
     if output and output != "-":
-        atomic_write_jsonl(output, rows)
+        try:
+            write_rows(output, rows)
+        except OSError as err:
+            mapped = write_error(err, output, "the predictions")
+            if mapped is None:
+                raise
+            raise mapped from None
     else:
-        import json
-
         for row in rows:
-            print(json.dumps(row, ensure_ascii=False))
+            print(dumps(row))
     return result
+
+
+def write_rows(path: str | Path, rows: list[dict[str, Any]]) -> None:
+    """Rows as CSV, TSV, Parquet or (any other suffix) JSONL, chosen by the suffix of `path`."""
+    kind = SUFFIXES.get(Path(path).suffix.lower(), "jsonl")
+    if kind == "jsonl":
+        atomic_write_jsonl(path, rows)
+        return
+    import pandas as pd
+
+    # A cell holding a list or dict (a JSONL input column) is written as its JSON text.
+    flat = [{k: dumps(v) if isinstance(v, (list, dict)) else v for k, v in row.items()} for row in rows]
+    frame = pd.DataFrame(flat)
+    with atomic_open(path, "wb") as fh:
+        if kind == "parquet":
+            frame.to_parquet(fh, index=False)
+        else:
+            fh.write(frame.to_csv(index=False, sep="," if kind == "csv" else "\t").encode("utf-8"))
 
 
 def evaluate_file(predictions: str, task: str, out: str | None) -> dict[str, Any]:
@@ -103,6 +185,8 @@ def evaluate_file(predictions: str, task: str, out: str | None) -> dict[str, Any
         rows = read_jsonl(path)
     except ValueError as err:
         raise DataError(f"{path}: not valid JSONL ({err})") from None
+    if out:
+        check_writable_file(out)
     for n, row in enumerate(rows, start=1):
         for key in ("reference", "prediction"):
             if not isinstance(row.get(key), str):
@@ -136,11 +220,13 @@ def evaluate_model(model_dir: str, holdouts: list[str], out_dir: str | None = No
             raise DataError(f"{path}: holdout {name!r} not found (known: {', '.join(HOLDOUTS)}, or a pairs file)")
     read = {name: read_inputs(str(path), "input", "output") for name, path in files.items()}
     out = Path(model_dir).resolve().parent / "holdouts"
+    if checkpoint:
+        out = out / Path(checkpoint).name
+    out = Path(out_dir) if out_dir else out
+    check_writable_dir(out, "--output")  # before the model loads and the holdouts are decoded
     loaded = load_finetuned(model_dir)
     if checkpoint:
         load_weights(Path(checkpoint), loaded[0], every_trainable=False)
-        out = out / Path(checkpoint).name
-    out = Path(out_dir) if out_dir else out
     results = {}
     for name, (inputs, refs) in read.items():
         stem = Path(name).stem if name not in HOLDOUTS else name

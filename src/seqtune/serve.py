@@ -1,80 +1,108 @@
-"""`seqtune serve`: a small HTTP server around an exported model (standard library only).
+"""`seqtune serve MODEL_DIR`: the web page and JSON API of a model folder, on 127.0.0.1 by default.
 
-POST /predict {"inputs": ["CCO", ...], "num_beams": 1} -> {"predictions": ["ethanol", ...]}
-GET /health -> {"status": "ok", "task": ..., "base_model": ...}
+POST /predict {"inputs": ["CCO", ...]} -> {"results": [{"input", "prediction", "verified", "candidates"}],
+"predictions": [...]}; GET /health, GET /info, GET / (the page), GET /docs (OpenAPI).
+The app itself is seqtune.server.app; this module parses the command line, binds and runs uvicorn.
 """
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import argparse
+import errno
+import logging
+import socket
+import sys
 from typing import Any
 
-from seqtune.formats import encode_prompt
-from seqtune.generate import generate
-from seqtune.modeling import load_finetuned
-
-MAX_INPUTS = 256
-MAX_BODY = 1 << 20
+from seqtune.errors import SeqtuneError
+from seqtune.server.app import Limits, create_app
 
 
-def make_server(model_dir: str, host: str = "127.0.0.1", port: int = 8000, num_beams: int = 1,
-                max_new_tokens: int = 128) -> ThreadingHTTPServer:
-    model, tok, info = load_finetuned(model_dir)
-    lock = threading.Lock()  # one decode at a time: the model is not re-entrant
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket, or one line saying why not (port out of range, in use, host unknown)."""
+    if not 0 <= port <= 65535:
+        raise SeqtuneError(f"--port: {port} is out of range (0-65535)")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as err:
+        raise SeqtuneError(f"--host: cannot resolve {host!r} ({err.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(1024)
+    except OSError as err:
+        sock.close()
+        if err.errno == errno.EADDRINUSE:
+            raise SeqtuneError(f"--port: {host}:{port} is already in use (pick another with --port)") from None
+        if err.errno in (errno.EACCES, errno.EPERM):
+            raise SeqtuneError(f"--port: not allowed to listen on {host}:{port} (ports below 1024 need root)") from None
+        raise SeqtuneError(f"--host/--port: cannot listen on {host}:{port} ({err.strerror})") from None
+    return sock
 
-    class Handler(BaseHTTPRequestHandler):
-        def _send(self, code: int, obj: dict[str, Any]) -> None:
-            body = json.dumps(obj, ensure_ascii=False).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
 
-        def log_message(self, fmt: str, *args: Any) -> None:  # keep stderr for errors only
-            return
-
-        def do_GET(self) -> None:
-            if self.path == "/health":
-                self._send(200, {"status": "ok", "task": info.task, "base_model": info.base_model})
-            else:
-                self._send(404, {"error": f"no route {self.path}"})
-
-        def do_POST(self) -> None:
-            if self.path != "/predict":
-                self._send(404, {"error": f"no route {self.path}"})
-                return
-            length = int(self.headers.get("Content-Length") or 0)
-            if length <= 0 or length > MAX_BODY:
-                self._send(400, {"error": f"body must be 1..{MAX_BODY} bytes of JSON"})
-                return
-            try:
-                req = json.loads(self.rfile.read(length))
-                inputs = req["inputs"]
-                beams = int(req.get("num_beams", num_beams))
-                if not (isinstance(inputs, list) and all(isinstance(x, str) and x.strip() for x in inputs)):
-                    raise ValueError("'inputs' must be a list of non-empty strings")
-                if not 0 < len(inputs) <= MAX_INPUTS or not 0 < beams <= 16:
-                    raise ValueError(f"1..{MAX_INPUTS} inputs and 1..16 beams per request")
-            except (ValueError, KeyError, TypeError) as err:
-                self._send(400, {"error": f"bad request: {err}"})
-                return
-            prompts = [encode_prompt(tok, info.format, x.strip(), info.instruction) for x in inputs]
-            with lock:
-                outs = generate(model, tok, prompts, num_beams=beams, max_new_tokens=max_new_tokens,
-                                text_of=info.format.output_text)
-            self._send(200, {"predictions": [o[0] if o else "" for o in outs]})
-
-    return ThreadingHTTPServer((host, port), Handler)
+def _log_to_stderr() -> None:
+    logger = logging.getLogger("seqtune.serve")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
 
 
 def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, num_beams: int = 1,
-          max_new_tokens: int = 128) -> None:
-    server = make_server(model_dir, host, port, num_beams, max_new_tokens)
-    print(f"serving {model_dir} on http://{host}:{server.server_address[1]} (POST /predict)")
+          max_new_tokens: int = 128, limits: Limits | None = None) -> None:
+    """Serve `model_dir` until interrupted. The port is bound before the model loads, so a port in
+    use is reported at once."""
+    import uvicorn
+
+    from seqtune.modeling import load_finetuned
+
+    limits = limits or Limits(max_new_tokens=max_new_tokens)
+    sock = bind(host, port)
     try:
-        server.serve_forever()
+        loaded = load_finetuned(model_dir)
+        app = create_app(model_dir, limits, loaded=loaded, num_beams=num_beams)
+        _log_to_stderr()
+        shown = f"[{host}]" if ":" in host else host
+        print(f"serving {model_dir} on http://{shown}:{sock.getsockname()[1]}/ (page), /docs (API), "
+              "POST /predict", flush=True)
+        config = uvicorn.Config(app, access_log=False, log_level="warning", timeout_graceful_shutdown=5)
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
-        server.server_close()
+        sock.close()
+
+
+def parse_args(argv: list[str]) -> Any:
+    p = argparse.ArgumentParser(prog="seqtune serve", description="Web page and JSON API of a model folder.")
+    p.add_argument("model_dir", nargs="?", help="folder written by `seqtune run` (RUN/model) or `seqtune export`")
+    p.add_argument("--model", default=None, help="the same as MODEL_DIR")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--beams", type=int, default=1, help="default beam width of a request")
+    p.add_argument("--max-new-tokens", type=int, default=128, help="cap on a request's max_new_tokens")
+    d = Limits()
+    p.add_argument("--max-batch", type=int, default=d.max_batch, help="inputs decoded together")
+    p.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms, help="wait for more requests to batch")
+    p.add_argument("--max-queue", type=int, default=d.max_queue, help="requests waiting before 503")
+    p.add_argument("--max-inputs", type=int, default=d.max_inputs, help="inputs per request")
+    p.add_argument("--timeout", type=float, default=d.request_timeout_s, help="seconds per request before 504")
+    a = p.parse_args(argv)
+    a.model_dir = a.model_dir or a.model
+    if not a.model_dir:
+        p.error("a model folder is needed: seqtune serve MODEL_DIR")
+    for name in ("beams", "max_new_tokens", "max_batch", "max_queue", "max_inputs"):
+        if getattr(a, name) <= 0:
+            raise SeqtuneError(f"--{name.replace('_', '-')}: must be > 0")
+    return a
+
+
+def main(argv: list[str]) -> int:
+    a = parse_args(argv)
+    limits = Limits(max_new_tokens=a.max_new_tokens, max_batch=a.max_batch, max_wait_ms=a.max_wait_ms,
+                    max_queue=a.max_queue, max_inputs=a.max_inputs, request_timeout_s=a.timeout,
+                    max_beams=max(Limits().max_beams, a.beams))
+    serve(a.model_dir, a.host, a.port, num_beams=a.beams, limits=limits)
+    return 0

@@ -25,9 +25,17 @@ import torch
 import torch.nn.functional as F
 
 from seqtune.batching import Example, collate, micro_batches, step_order, target_count
-from seqtune.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+from seqtune.checkpoint import (
+    diverged,
+    latest_checkpoint,
+    nonfinite_weight,
+    prune_checkpoints,
+    resume,
+    save_checkpoint,
+)
+from seqtune.checkpoint import rng_state as _rng_state
 from seqtune.config import TrainConfig
-from seqtune.errors import SeqtuneError
+from seqtune.errors import ConfigError, SeqtuneError
 from seqtune.io import atomic_write_json, atomic_write_jsonl
 from seqtune.prefix import common_prefix, prefix_batch, prefix_logits, prefix_supported, worth_sharing
 from seqtune.tracking import Tracker
@@ -170,28 +178,6 @@ class TrainState:
     fingerprint: dict | None = None
 
 
-def _rng_state() -> dict[str, Any]:
-    # Tensors, ints and strings only, so that a checkpoint loads with torch.load(weights_only=True):
-    # unpickling arbitrary objects from a run folder would run code planted in it.
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    version, mt, gauss = random.getstate()
-    state = {"torch": torch.get_rng_state(), "python": [version, torch.tensor(mt, dtype=torch.int64), gauss],
-             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached]}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    version, mt, gauss = state["python"]
-    random.setstate((version, tuple(int(x) for x in mt.tolist()), gauss))
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -302,6 +288,8 @@ def train(
     world, rank = accelerator.num_processes, accelerator.process_index
     cfg, kernel = resolve_speed_settings(cfg, model, train_examples, pad_id, device, world, announce=main)
 
+    if not (math.isfinite(cfg.lr) and cfg.lr > 0):  # AdamW accepts inf and turns every weight into NaN
+        raise ConfigError(f"train.lr: must be a finite number > 0, got {cfg.lr}")
     seed_everything(cfg.seed)
     model.to(device)
     model.train()
@@ -317,20 +305,10 @@ def train(
     fingerprint = {"n_train": len(train_examples), "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
                    "lr_schedule": cfg.lr_schedule, "order": cfg.order, **(fingerprint or {})}
     state = TrainState(history=[], fingerprint=fingerprint)
-    latest = latest_checkpoint(ckpt_root) if cfg.resume else None
-    if latest is not None:
-        saved = load_checkpoint(latest, model, optimizer, scheduler)
-        old = saved["state"].get("fingerprint") or {}
-        changed = [k for k in fingerprint if k in old and old[k] != fingerprint[k]]
-        if changed:
-            k = changed[0]
-            raise SeqtuneError(f"{latest}: checkpoint was made with {k}={old[k]!r}, this run has {fingerprint[k]!r}; "
-                               f"use another out_dir or train.resume=false to start over")
-        state = TrainState(**saved["state"])
+    saved = resume(ckpt_root, model, optimizer, scheduler, fingerprint, announce=main) if cfg.resume else None
+    if saved is not None:
+        state = TrainState(**saved)
         state.fingerprint = fingerprint
-        _set_rng_state(saved["rng"])
-        if main:
-            print(f"resuming from {latest} (epoch {state.epoch + 1}, step {state.global_step})")
     ddp_model = accelerator.prepare_model(model) if world > 1 else model
     if cfg.compile:
         ddp_model = torch.compile(ddp_model, dynamic=True)
@@ -349,7 +327,22 @@ def train(
 
     old_handlers = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
 
+    def bank_loss() -> None:
+        """Move the device-side running loss into the state; a NaN/inf stops the run here,
+        before any checkpoint or model of that state is written."""
+        value = float(running.item())
+        # Every process must stop at the same step, or the others would wait for it forever.
+        seen = float(accelerator.reduce(running.reshape(1).clone(), reduction="sum")[0]) if world > 1 else value
+        running.zero_()
+        if not math.isfinite(seen):
+            raise diverged(ckpt_root, f"training loss became {seen}", state.global_step, state.epoch, cfg.lr)
+        state.epoch_loss_sum += value
+
     def checkpoint() -> None:
+        # Weights can go bad while the loss that led there was finite (an infinite step size).
+        bad = nonfinite_weight(model)
+        if bad is not None:
+            raise diverged(ckpt_root, f"weight {bad} became NaN/inf", state.global_step, state.epoch, cfg.lr)
         if main:
             path = save_checkpoint(ckpt_root, state.global_step, model, optimizer, scheduler,
                                    state.__dict__, _rng_state())
@@ -389,6 +382,8 @@ def train(
                 atomic_write_json(latest_path / "state.json", state.__dict__)
 
     budget = cfg.micro_batch_tokens
+    # Summed on the device; read back (a host sync) only at log and save points (bank_loss).
+    running = torch.zeros((), dtype=torch.float64, device=device)
     progress = None
     if main and cfg.progress:
         from tqdm.auto import tqdm
@@ -404,7 +399,6 @@ def train(
                                    f"{len(train_examples)}")
             order = step_order(len(examples), cfg.batch_size, cfg.seed, state.epoch,
                                [len(ex) for ex in examples], cfg.order)
-            running = torch.zeros((), dtype=torch.float64, device=device)
             while state.step_in_epoch < len(order):
                 t0 = time.perf_counter()
                 step_idx = order[state.step_in_epoch][rank::world]
@@ -421,13 +415,11 @@ def train(
                 state.global_step += 1
                 state.step_in_epoch += 1
                 state.examples_seen += len(order[state.step_in_epoch - 1])
-                # Summed on the device; read back (a host sync) only at log points.
                 running += step_loss
                 state.epoch_tokens += n_tokens
                 log_now = state.global_step % 10 == 0 or state.step_in_epoch == len(order)
                 if log_now:
-                    state.epoch_loss_sum += float(running.item())
-                    running.zero_()
+                    bank_loss()
                     mean = state.epoch_loss_sum / max(state.epoch_tokens, 1)
                     tracker.log({"train/loss": mean, "train/lr": scheduler.get_last_lr()[0]}, state.global_step)
                     if progress is not None:
@@ -438,8 +430,7 @@ def train(
                 out_of_steps = state.global_step >= total_steps
                 if epoch_done or out_of_steps:
                     if not log_now:
-                        state.epoch_loss_sum += float(running.item())
-                        running.zero_()
+                        bank_loss()
                     state.pending_eval = True
                     checkpoint()
                     finish_epoch()
@@ -447,8 +438,7 @@ def train(
                         raise interrupted()
                     break
                 if stop["signal"] is not None or (cfg.save_every_steps and state.global_step % cfg.save_every_steps == 0):
-                    state.epoch_loss_sum += float(running.item())
-                    running.zero_()
+                    bank_loss()
                     checkpoint()
                 if stop["signal"] is not None:
                     raise interrupted()

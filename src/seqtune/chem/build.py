@@ -13,19 +13,28 @@ import argparse
 import hashlib
 import json
 import math
-import multiprocessing as mp
 import random
 import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import CHEM_TASKS, molecules, naming, opsin, sources
-from .pipeline import PIPELINE_VERSION, Record, Settings, init_worker, process_shard, read_shard, write_atomic
+from .pipeline import (
+    PIPELINE_VERSION,
+    Record,
+    Settings,
+    exit_on_sigterm,
+    process_shard,
+    read_shard,
+    remove_created,
+    start_pool,
+    stop_pool,
+    write_atomic,
+)
 from .splits import SPLITS, split_random, split_scaffold
 from .tasks import check_task, make_example
 
@@ -46,7 +55,7 @@ class _Walk:
     """State of the in-order walk over shard results."""
 
     n: int
-    # InChIKeys of molecules that must not appear (a holdout set), see ``exclusion_keys``.
+    # InChIKeys of molecules that must not appear (a holdout set), see ``sources.exclusion_keys``.
     excluded: frozenset[str] = frozenset()
     seen: set[str] = field(default_factory=set)
     accepted: list[dict] = field(default_factory=list)
@@ -77,19 +86,6 @@ class _Walk:
                 continue
             self.seen.add(row["smiles"])
             self.accepted.append({**row, "input": example[0], "output": example[1]})
-
-
-def _stop(pool: ProcessPoolExecutor) -> None:
-    # Shards still running when the walk is done are not needed; waiting for
-    # them could cost a whole shard's time, so their workers are killed.
-    # (A finished shard's file is complete or absent, never partial.)
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for proc in processes:
-        if proc.is_alive():
-            proc.terminate()
-    for proc in processes:
-        proc.join(timeout=10)
 
 
 def _walk_shards(
@@ -130,10 +126,7 @@ def _walk_shards(
                     pending.append((next_shard, None, job))
                 elif workers > 1:
                     if pool is None:
-                        # spawn, not fork: the parent may already run a JVM, which does not
-                        # survive fork. An executor (unlike mp.Pool) reports a worker that
-                        # died instead of waiting forever for its shard.
-                        pool = ProcessPoolExecutor(workers, mp.get_context("spawn"), initializer=init_worker)
+                        pool = start_pool(workers)
                     pending.append((next_shard, pool.submit(process_shard, job), job))
                 else:
                     pending.append((next_shard, "inline", job))
@@ -163,22 +156,8 @@ def _walk_shards(
         if bar is not None:
             bar.close()
         if pool is not None:
-            _stop(pool)
+            stop_pool(pool)
     return computed, reused
-
-
-def exclusion_keys(paths: list[str | Path]) -> frozenset[str]:
-    """InChIKeys of every molecule in these files (JSONL/CSV with a ``smiles`` column, or
-    one SMILES per line): a build given them never emits those molecules, so a holdout
-    stays out of every training set built after it, whatever SMILES spells it."""
-    keys: set[str] = set()
-    for path in paths:
-        data = sources.load_jsonl_smiles(path) if str(path).endswith(".jsonl") else sources.load_file(path)
-        for smi in data.smiles:
-            key = molecules.inchikey_from_smiles(smi)
-            if key:
-                keys.add(key)
-    return frozenset(keys)
 
 
 def _shard_key(source_meta: dict, seed: int, shard_size: int, settings: Settings) -> str:
@@ -264,6 +243,8 @@ def build_dataset(
     started = time.monotonic()
     out = Path(out_dir)
     data = sources.load_source(source)
+    if len(data) == 0:
+        raise ValueError(f"source {source!r} holds no molecules; nothing written")
     if namer == "source" and data.names is None:
         raise ValueError(f"source {source!r} has no names; use namer='openclatura'")
     settings = Settings(min_heavy_atoms, max_heavy_atoms, fragments, namer, naming_timeout_s)
@@ -284,9 +265,15 @@ def build_dataset(
             records.append((idx, data.record_id(idx), data.smiles[idx], src_name))
         return str(shard_path(k)), records, settings.to_dict()
 
-    excluded = exclusion_keys(exclude or [])
+    excluded = sources.exclusion_keys(exclude or [])
     walk = _Walk(n, excluded)
-    computed, reused = _walk_shards(walk, n_shards, shard_path, shard_job, task, seed, workers, progress)
+    created = [d for d in (out, out / ".shards", shard_dir) if not d.exists()]
+    with exit_on_sigterm():
+        computed, reused = _walk_shards(walk, n_shards, shard_path, shard_job, task, seed, workers, progress)
+    if not walk.accepted:
+        remove_created(created)
+        raise ValueError(f"source {source!r}: no valid molecule among its {len(data)} records "
+                         f"(rejects: {dict(sorted(walk.rejects.items()))}); nothing written")
 
     splitter = split_scaffold if split == "scaffold" else split_random
     parts = splitter(walk.accepted, val_frac, test_frac, seed)
@@ -395,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
             exclude=args.exclude,
         )
     except (ValueError, RuntimeError, OSError, opsin.OpsinUnavailable) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"seqtune: error: {exc}", file=sys.stderr)
         return 2
     print(
         f"wrote {result.out_dir}: "

@@ -6,9 +6,17 @@ is interrupted keeps every finished shard and resumes from there.
 
 from __future__ import annotations
 
+import ctypes
 import json
+import multiprocessing as mp
 import os
+import signal
+import sys
 import tempfile
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -121,6 +129,75 @@ def read_shard(path: Path) -> list[dict]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def init_worker() -> None:
-    """Pool initializer: start this worker's JVM once, before the first shard."""
+def init_worker(parent_pid: int | None = None) -> None:
+    """Pool initializer: tie this worker's life to the build's, then start its JVM once."""
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     opsin.ensure_started()
+
+
+# prctl(2) option: the signal this process gets when its parent dies.
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    # A killed build (even SIGKILL, which runs no clean-up in the parent) must not leave workers
+    # naming molecules and writing shards for minutes. On Linux the kernel kills us with the parent.
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the request above took effect
+        os._exit(1)
+
+
+def start_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes for shards; they die with this process (see ``stop_pool`` for an orderly end)."""
+    # spawn, not fork: the parent may already run a JVM, which does not survive fork. An
+    # executor (unlike mp.Pool) reports a worker that died instead of waiting forever for its shard.
+    return ProcessPoolExecutor(workers, mp.get_context("spawn"), initializer=init_worker,
+                               initargs=(os.getpid(),))
+
+
+def stop_pool(pool: ProcessPoolExecutor) -> None:
+    """End the workers now, running shards included."""
+    # Shards still running when the walk is done are not needed; waiting for them could cost a
+    # whole shard's time, so their workers are killed. (A shard file is complete or absent.)
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in processes:
+        proc.join(timeout=5)
+        if proc.is_alive():  # a JVM busy in native code may not honour SIGTERM promptly
+            proc.kill()
+            proc.join(timeout=5)
+
+
+@contextmanager
+def exit_on_sigterm() -> Iterator[None]:
+    """SIGTERM raises SystemExit here, so clean-up (``stop_pool``) runs; by default it ends the
+    process on the spot (on Linux the workers still die with it, see ``_die_with_parent``)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def remove_created(paths: list[Path]) -> None:
+    """Remove folders a failed build created (deepest first), leaving any that existed before."""
+    import shutil
+
+    for path in sorted(paths, key=lambda p: len(p.parts), reverse=True):
+        shutil.rmtree(path, ignore_errors=True)

@@ -209,6 +209,22 @@ def load_jsonl_smiles(path: str | os.PathLike) -> SourceData:
     return SourceData(p.name, smiles, ids=ids, meta={"source": "jsonl", "path": str(p), "sha256": _sha256(p.read_bytes())})
 
 
+def exclusion_keys(paths: list[str | Path]) -> frozenset[str]:
+    """InChIKeys of every molecule in these files (JSONL/CSV with a ``smiles`` column, or
+    one SMILES per line): a build given them never emits those molecules, so a holdout
+    stays out of every training set built after it, whatever SMILES spells it."""
+    from .molecules import inchikey_from_smiles
+
+    keys: set[str] = set()
+    for path in paths:
+        data = load_jsonl_smiles(path) if str(path).endswith(".jsonl") else load_file(path)
+        for smi in data.smiles:
+            key = inchikey_from_smiles(smi)
+            if key:
+                keys.add(key)
+    return frozenset(keys)
+
+
 def load_source(source: str) -> SourceData:
     """``moses`` (``moses-test``, ``moses-scaffold-test``), ``pubchem``, ``nci`` or a path to a SMILES/CSV file."""
     if source in MOSES_MEMBERS:
