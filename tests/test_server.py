@@ -12,6 +12,7 @@ import time
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from live_server import serving
 from tiny import make_model, make_tokenizer
 
 from seqtune.errors import SeqtuneError
@@ -193,21 +194,8 @@ def test_depict_draws_smiles(client):
 @pytest.fixture()
 def live_server(model_dir, loaded):
     """The real thing: uvicorn on a loopback port, in a thread."""
-    import uvicorn
-
-    from seqtune.serve import bind
-
-    app = _app(model_dir, loaded, body_timeout_s=0.5)
-    sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, access_log=False, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    yield sock.getsockname()[1]
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serving(_app(model_dir, loaded, body_timeout_s=0.5)) as port:
+        yield port
 
 
 def test_live_server_answers_and_does_not_hang_on_a_short_body(live_server, caplog):

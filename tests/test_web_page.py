@@ -10,11 +10,10 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import threading
-import time
 from pathlib import Path
 
 import pytest
+from live_server import serving
 from tiny import make_model, make_tokenizer
 
 CHROMIUM = "/usr/bin/chromium"
@@ -29,11 +28,8 @@ pytest.importorskip("rdkit", reason="drawing molecules needs RDKit (the chem ext
 
 @pytest.fixture(scope="module")
 def page_url(tmp_path_factory):
-    import uvicorn
-
     from seqtune.formats import get_format
     from seqtune.modeling import ModelInfo, save_model
-    from seqtune.serve import bind
     from seqtune.server import Limits, create_app
 
     folder = os.environ.get("SEQTUNE_PAGE_MODEL")
@@ -43,16 +39,8 @@ def page_url(tmp_path_factory):
         info = ModelInfo(get_format("plain"), "smiles2iupac", "", "tiny-gpt2", {"test_scores": {"exact_match": 0.0}})
         save_model(make_model("gpt2", len(tok)), tok, folder, info)
     app = create_app(folder, Limits(max_new_tokens=48 if os.environ.get("SEQTUNE_PAGE_MODEL") else 6))
-    sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, access_log=False, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serving(app) as port:
+        yield f"http://127.0.0.1:{port}/"
 
 
 def test_page_names_draws_verifies_and_downloads(page_url, tmp_path):

@@ -124,13 +124,17 @@ def check_writable_file(path: str | Path, what: str = "output") -> None:
 def check_writable_dir(folder: str | Path, what: str = "output") -> None:
     """Create `folder` if missing and check that files can be written into it; one line if not."""
     folder = Path(folder)
+    _mkdir(folder, f"{what} folder")
+    _probe(folder, what)
+
+
+def _mkdir(folder: Path, what: str) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise SeqtuneError(f"{folder}: {what} folder is a file (or inside one)") from None
+        raise SeqtuneError(f"{folder}: {what} is a file (or inside one), not a folder") from None
     except OSError as err:
-        raise SeqtuneError(f"{folder}: cannot create the {what} folder ({err.strerror})") from None
-    _probe(folder, what)
+        raise SeqtuneError(f"{folder}: cannot create the {what} ({err.strerror})") from None
 
 
 def _probe(folder: Path, what: str) -> None:
@@ -161,12 +165,7 @@ def run_folder_lock(out: Path) -> Iterator[None]:
     holds the holder's PID for the message. Also checks that `out` can be written, before any
     work. A run that fails before writing anything removes the folder it created."""
     created = [p for p in (out, *out.parents) if not p.exists()]
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise SeqtuneError(f"{out}: out_dir is a file (or inside one), not a folder") from None
-    except OSError as err:
-        raise SeqtuneError(f"{out}: cannot create the run folder ({err.strerror})") from None
+    _mkdir(out, "run folder (out_dir)")
     done = False
     fd = None
     try:
