@@ -8,6 +8,7 @@ import logging
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -230,3 +231,44 @@ def test_port_in_use_or_out_of_range_is_one_line_and_exit_2(model_dir, live_serv
     assert main(["serve", str(model_dir), "--port", str(live_server)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "already in use" in err
+
+
+def _raw(port: int, request: bytes) -> str:
+    """Send bytes as they are (no client library fixing them up); the whole reply."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request)
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    return reply.decode(errors="replace")
+
+
+def _post(body: bytes, length: bytes | None = None) -> bytes:
+    n = str(len(body)).encode() if length is None else length
+    return (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            b"Content-Length: " + n + b"\r\n\r\n" + body)
+
+
+@pytest.mark.parametrize("request_bytes, status", [
+    (_post(b'{"inputs": ["C\\ud800C"]}'), b"400"),  # a lone surrogate
+    (_post(b"[" * 100_000 + b"]" * 100_000), b"400"),  # deep nesting
+    (_post(b'{"inputs": ' + b"[" * 5_000 + b"]" * 5_000 + b"}"), b"400"),  # deep nesting under it
+    (_post(b'{"inputs": ["C"]}', length=b"abc"), b"400"),  # Content-Length that is not a number
+    (_post(b" " * 5_000_000), b"413"),  # a 5 MB body: the answer still reaches the client
+])
+def test_hostile_requests_get_an_answer_on_a_real_socket(live_server, request_bytes, status):
+    reply = _raw(live_server, request_bytes)
+    assert reply.startswith("HTTP/1.1 " + status.decode()), reply[:300]
+
+
+def test_twenty_concurrent_connections_are_all_answered(live_server):
+    port = live_server
+
+    def one(i: int) -> int:
+        return httpx.post(f"http://127.0.0.1:{port}/predict", json={"inputs": ["C" * (1 + i % 5)]},
+                          timeout=60).status_code
+
+    with ThreadPoolExecutor(20) as pool:
+        codes = list(pool.map(one, range(40)))
+    assert codes.count(200) + codes.count(503) == 40 and codes.count(200) > 0
+

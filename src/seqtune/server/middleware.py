@@ -15,6 +15,8 @@ from typing import Any
 
 Scope = dict[str, Any]
 ACCESS_LOG = logging.getLogger("seqtune.serve.access")
+# The most of a refused body read (and dropped) before answering; larger ones are cut off.
+DRAIN_BYTES = 16 << 20
 
 
 async def send_json(send: Any, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] = ()) -> None:
@@ -40,6 +42,7 @@ class BodyLimit:
             await send_json(send, 400, {"error": "bad request: Content-Length is not a number"})
             return
         if declared is not None and int(declared) > self.max_bytes:
+            await self._drain(receive)
             await send_json(send, 413, {"error": f"body of {int(declared)} bytes is over the {self.max_bytes}-byte limit"})
             return
         body = await self._read(receive, send)
@@ -49,7 +52,24 @@ class BodyLimit:
             await send_json(send, 400, {"error": f"bad request: body has {len(body)} bytes, Content-Length says "
                                                  f"{int(declared)}"})
             return
+        if _too_deep(body):
+            await send_json(send, 400, {"error": "bad request: JSON nested too deeply"})
+            return
         await self.app(scope, _replay(body, receive), send)
+
+    async def _drain(self, receive: Any) -> None:
+        """Read and drop the rest of a refused body (up to DRAIN_BYTES, within the timeout): a server
+        that answers and closes while the client is still sending makes the client's TCP stack
+        reset the connection, and the client never sees the answer."""
+        size = 0
+        while size <= DRAIN_BYTES:
+            try:
+                message = await asyncio.wait_for(receive(), self.timeout_s)
+            except asyncio.TimeoutError:
+                return
+            if message["type"] == "http.disconnect" or not message.get("more_body", False):
+                return
+            size += len(message.get("body", b""))
 
     async def _read(self, receive: Any, send: Any) -> bytes | None:
         chunks, size = [], 0
@@ -65,11 +85,27 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
+                if message.get("more_body", False):
+                    await self._drain(receive)
                 await send_json(send, 413, {"error": f"body is over the {self.max_bytes}-byte limit"})
                 return None
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+def _too_deep(body: bytes) -> bool:
+    """Nesting deep enough to make the JSON parser recurse past Python's limit: caught here, where
+    the request still gets a 400, instead of as a RecursionError inside the framework."""
+    if body.lstrip()[:1] not in (b"[", b"{"):
+        return False
+    try:
+        json.loads(body)
+    except RecursionError:
+        return True
+    except ValueError:  # invalid JSON: the app's own handler says so
+        return False
+    return False
 
 
 def _replay(body: bytes, receive: Any) -> Any:
