@@ -38,9 +38,13 @@ def row(run: Path) -> dict | None:
     if metrics is None:
         return None
     tuned, train = metrics["tuned"], metrics["train"]
+    # Other tasks have no name to parse: their "same molecule" is the InChIKey match of a SMILES
+    # output, their "parsable" the share of well-formed outputs (SMILES, formula or InChI).
+    valid = next((v for k, v in tuned.items() if k.startswith("valid_")), None)
     return {
-        "run": run.name, "same_molecule": tuned.get("same_molecule_pct"), "exact": tuned.get("exact_match"),
-        "edit": tuned.get("edit_distance"), "parsable": tuned.get("opsin_parsable_pct"),
+        "run": run.name, "same_molecule": tuned.get("same_molecule_pct", tuned.get("same_inchikey_pct")),
+        "exact": tuned.get("exact_match"), "edit": tuned.get("edit_distance"),
+        "parsable": tuned.get("opsin_parsable_pct", valid),
         "eval_loss": _last_epoch(run).get("eval_loss"), "examples": train["train_examples"] * train["epochs"],
         "ex_per_s": train["examples_per_s"], "train_min": train["train_seconds"] / 60,
     }
@@ -88,8 +92,8 @@ def plot(curves: dict[str, list[tuple[float, float, float]]], path: Path, title:
     plt.close(fig)
 
 
-def keep(run: Path, out: Path) -> None:
-    dest = out / "runs" / run.name
+def keep(run: Path, out: Path, prefix: str = "") -> None:
+    dest = out / "runs" / f"{prefix}{run.name}"
     dest.mkdir(parents=True, exist_ok=True)
     for name in KEEP:
         if (run / name).is_file():
@@ -109,13 +113,21 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     small = sorted(p for p in (runs / "study" / "small").glob("*") if p.is_dir())
     tasks = sorted(p for p in (runs / "tasks").glob("*") if p.is_dir())
+    # The first 4,000-pair task runs (moved aside when the 20-minute runs took runs/tasks) and
+    # the 2,000-pair representation screen of scripts/study_tasks.sh.
+    tasks_4k = sorted(p for p in (runs / "tasks_4k").glob("*") if p.is_dir())
+    task_screen = sorted(p for p in (runs / "screen_tasks").glob("*_2k") if p.is_dir())
     singles = [p for p in (runs / "smiles2iupac_cpu", runs / "demo") if p.is_dir()]
     sections = [("Lever screen (small molecules, NCI holdout)", small), ("Other chemistry tasks", tasks),
+                ("Other chemistry tasks, first runs (4,000 pairs or fewer, one core)", tasks_4k),
+                ("Other chemistry tasks, representation screen (2,000 pairs, one core)", task_screen),
                 ("Shipped configs", singles)]
     text = "".join(f"## {title}\n\n{table([r for r in map(row, group) if r])}\n" for title, group in sections)
     (out / "screen.md").write_text(text)
-    for run in small + tasks + singles:
+    for run in small + tasks + task_screen + singles:
         keep(run, out)
+    for run in tasks_4k:
+        keep(run, out, prefix="first_")
     by_name = {p.name: p for p in small}
     plot({"seqtune recipe (plain, lr 5e-4 cosine, batch 16)":
               screen_curve([by_name[n] for n in ("base_2k", "base") if n in by_name]),
