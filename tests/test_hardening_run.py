@@ -339,6 +339,20 @@ def test_same_seed_lora_runs_give_equal_losses(tmp_path, tiny_llama_dir):
     assert a != other
 
 
+def test_changed_lora_setting_on_resume_is_one_line_exit_2(tmp_path, tiny_llama_dir, capsys):
+    from seqtune.cli import main
+
+    cfg_path, _ = _cli_run(tmp_path, tiny_llama_dir)
+    args = ["run", str(cfg_path), f"out_dir={tmp_path / 'lora'}", "evaluate_base=false", "model.method=lora",
+            "train.epochs=1"]
+    with one_thread():
+        assert main([*args, "model.lora_r=4"]) == 0
+        capsys.readouterr()
+        assert main([*args, "model.lora_r=8"]) == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if "error" in line]
+    assert len(err) == 1 and "lora_r=4" in err[0] and "8" in err[0], err
+
+
 # --- damaged checkpoints --------------------------------------------------------------------
 
 

@@ -205,13 +205,15 @@ def resume(root: Path, model: Any, optimizer: Any, scheduler: Any, fingerprint: 
     latest = intact_checkpoint(root, announce)
     if latest is None:
         return None
-    saved = load_checkpoint(latest, model, optimizer, scheduler)
-    old = saved["state"].get("fingerprint") or {}
+    # Compared before any weight is loaded: a changed setting (a LoRA rank) also changes the
+    # weights' shapes, and loading them first would fail with torch's error instead of this one.
+    old = json.loads((latest / "state.json").read_text()).get("fingerprint") or {}
     changed = [k for k in fingerprint if k in old and old[k] != fingerprint[k]]
     if changed:
         k = changed[0]
         raise SeqtuneError(f"{latest}: checkpoint was made with {k}={old[k]!r}, this run has {fingerprint[k]!r}; "
                            f"use another out_dir or train.resume=false to start over")
+    saved = load_checkpoint(latest, model, optimizer, scheduler)
     set_rng_state(saved["rng"])
     state = saved["state"]
     if announce:
