@@ -203,8 +203,12 @@ def test_live_server_answers_and_does_not_hang_on_a_short_body(live_server, capl
     port = live_server
     with caplog.at_level(logging.INFO, logger="seqtune.serve.access"):
         r = httpx.post(f"http://127.0.0.1:{port}/predict", json={"inputs": ["CCO"]}, timeout=30)
-    assert r.status_code == 200
-    assert any('"POST /predict" 200' in rec.getMessage() for rec in caplog.records)
+        assert r.status_code == 200
+        # The access line is written after the response has gone out: wait for it, briefly.
+        deadline = time.monotonic() + 5
+        while not any('"POST /predict" 200' in rec.getMessage() for rec in caplog.records):
+            assert time.monotonic() < deadline, "no access-log line for the request"
+            time.sleep(0.01)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                   b"Content-Length: 100\r\n\r\n{\"inputs\": [")
