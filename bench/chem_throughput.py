@@ -18,7 +18,8 @@ import time
 
 
 def _pick(source: str, n: int) -> list[str]:
-    from seqtune.chem import molecules, sources
+    from seqtune.chem import molecules
+    from seqtune.chem.build import sources
 
     data = sources.load_source(source)
     order = list(range(len(data)))

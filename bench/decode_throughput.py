@@ -27,8 +27,8 @@ from train_throughput import build_model  # noqa: E402
 
 from seqtune.config import DataConfig  # noqa: E402
 from seqtune.data import load_splits  # noqa: E402
-from seqtune.formats import encode_prompt, get_format  # noqa: E402
-from seqtune.generate import generate  # noqa: E402
+from seqtune.inference.generate import generate  # noqa: E402
+from seqtune.prompts import encode_prompt, get_format  # noqa: E402
 from seqtune.runtime import loaded_allocator  # noqa: E402
 
 

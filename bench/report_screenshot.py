@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     target = Path(args.target)
     if target.is_dir():
-        from seqtune.report import build_report
+        from seqtune.experiments.report import build_report
 
         target, _ = build_report(target)
     if not target.is_file():

@@ -46,20 +46,13 @@ import statistics  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from seqtune.batching import Example, target_count  # noqa: E402
 from seqtune.config import DataConfig, TrainConfig  # noqa: E402
 from seqtune.data import load_splits  # noqa: E402
-from seqtune.formats import encode_example, get_format  # noqa: E402
-from seqtune.runtime import loaded_allocator  # noqa: E402
-from seqtune.train import (  # noqa: E402
-    autocast_dtype,
-    completion_loss,
-    evaluate_loss,
-    make_batch,
-    make_optimizer,
-    resolve_speed_settings,
-    supports_logits_to_keep,
-)
+from seqtune.prompts import encode_example, get_format  # noqa: E402
+from seqtune.runtime import autocast_dtype, loaded_allocator  # noqa: E402
+from seqtune.training.batching import Example, target_count  # noqa: E402
+from seqtune.training.loop import completion_loss, evaluate_loss, make_batch, make_optimizer  # noqa: E402
+from seqtune.training.speed import resolve_speed_settings, supports_logits_to_keep  # noqa: E402
 
 ARCHS = {
     # name: (config class, kwargs) at the real sizes, random weights

@@ -39,7 +39,8 @@ fi
 
 echo "[setup_chem] smoke test"
 PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}" "$PY" - <<'EOF'
-from seqtune.chem import molecules, opsin, sources
+from seqtune.chem import molecules, opsin
+from seqtune.chem.build import sources
 
 smiles = opsin.parse_name("1,3,7-trimethyl-3,7-dihydro-1H-purine-2,6-dione")
 assert molecules.canonical_smiles(smiles) == "Cn1c(=O)c2c(ncn2C)n(C)c1=O", smiles

@@ -41,9 +41,9 @@ def run(model_dir: str | Path, out_dir: str | Path, **overrides) -> tuple[dict, 
     """Train (resuming from OUT_DIR's checkpoints if any); returns (train state, final weights)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from seqtune.batching import Example
-    from seqtune.formats import encode_example, get_format
-    from seqtune.train import train
+    from seqtune.prompts import encode_example, get_format
+    from seqtune.training.batching import Example
+    from seqtune.training.loop import train
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
@@ -59,7 +59,7 @@ def comparable(history: list[dict]) -> list[dict]:
 
 
 def _slow_steps(seconds: float) -> None:
-    import seqtune.train as train_mod
+    import seqtune.training.loop as train_mod
 
     real = train_mod.completion_loss
 
@@ -73,7 +73,7 @@ def _slow_steps(seconds: float) -> None:
 def _slow_save(step: int) -> None:
     """Pause for a long time inside the save of checkpoint `step`, after its weights and
     optimizer state are written to the temporary folder and before it is complete."""
-    import seqtune.checkpoint as ckpt_mod
+    import seqtune.training.checkpoint as ckpt_mod
 
     real = ckpt_mod.atomic_write_json
 

@@ -15,7 +15,7 @@ def serving(app: Any) -> Iterator[int]:
     """Serve `app` until the block ends; yields the port."""
     import uvicorn
 
-    from seqtune.serve import bind
+    from seqtune.inference.serve import bind
 
     sock = bind("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(app, access_log=False, log_level="warning"))

@@ -19,7 +19,9 @@ from seqtune.chem import opsin as _opsin  # noqa: E402
 if not _opsin.java_available():
     pytest.skip("no Java runtime for OPSIN (scripts/setup_chem.sh installs one)", allow_module_level=True)
 
-from seqtune.chem import build, molecules, sources, splits  # noqa: E402
+from seqtune.chem import molecules  # noqa: E402
+from seqtune.chem.build import dataset as build  # noqa: E402
+from seqtune.chem.build import sources, splits  # noqa: E402
 
 OUT_FILES = ("train.jsonl", "val.jsonl", "test.jsonl", "provenance.json")
 BAD_LINES = {

@@ -10,9 +10,9 @@ import torch
 from tiny import make_model, make_tokenizer
 
 from seqtune.export import export_run, finish_model_folder, training_chat_template
-from seqtune.formats import encode_prompt, get_format
 from seqtune.model_card import base_hub_id
 from seqtune.modeling import ModelInfo, save_model
+from seqtune.prompts import encode_prompt, get_format
 
 INPUTS = ["CCO", "c1ccccc1", "CC(=O)O", "CC(C)O", "N#CBr"]
 CONFIG = {"data": {"path": "data/chem/pubchem_tiny", "input_column": "smiles"}, "generate": {"max_new_tokens": 6},
@@ -73,7 +73,7 @@ def test_exported_folder_decodes_like_seqtune_predict_with_plain_transformers(tm
     from safetensors import safe_open
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from seqtune.predict import predict
+    from seqtune.inference.predict import predict
 
     run, _, _ = make_run(tmp_path)
     out = export_run(run, tmp_path / "exported")
@@ -127,7 +127,7 @@ def test_card_metadata_and_fp32_option(tmp_path):
 def test_a_spelled_input_gets_prompt_template_and_a_working_snippet(tmp_path):
     """SMILES spelled token by token is not expressible as a chat template: no misleading
     template is left, and the card's transformers snippet reproduces seqtune's predictions."""
-    from seqtune.predict import predict
+    from seqtune.inference.predict import predict
 
     run, tok, info = make_run(tmp_path, "gpt2", "instruct", input_split="smiles")
     assert training_chat_template(tok, info.format, info.instruction) is None
@@ -183,7 +183,7 @@ def test_every_run_model_folder_is_finished_and_exports_from_the_command_line(tm
 def test_predict_writes_the_suffix_format_and_keeps_input_columns(tmp_path, suffix):
     import pandas as pd
 
-    from seqtune.predict import predict
+    from seqtune.inference.predict import predict
 
     run, _, _ = make_run(tmp_path)
     src = tmp_path / "in.jsonl"

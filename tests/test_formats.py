@@ -4,7 +4,7 @@ import pytest
 from tiny import make_tokenizer
 
 from seqtune.errors import ConfigError
-from seqtune.formats import encode_example, encode_prompt, get_format
+from seqtune.prompts import encode_example, encode_prompt, get_format
 
 PAIRS = [("CC(=O)Oc1ccccc1C(=O)O", "2-acetyloxybenzoic acid"), ("CCO", "ethanol"), ("C", "methane")]
 INSTRUCTION = "Translate the SMILES string of a molecule into its IUPAC name."
@@ -74,7 +74,7 @@ def test_mask_gemma(gemma_tokenizer, name):
 
 def test_a_template_from_a_model_folder_cannot_run_code(tmp_path):
     """The format travels in seqtune.json with a model folder someone else may have made."""
-    from seqtune.formats import PromptFormat
+    from seqtune.prompts import PromptFormat
 
     marker = tmp_path / "pwned"
     evil = PromptFormat("evil", "{{ cycler.__init__.__globals__.os.system('touch " + str(marker) + "') }}{{ input }}")

@@ -24,7 +24,7 @@ from tiny import make_model, make_tokenizer
 
 from seqtune.cli import main
 from seqtune.data import read_pairs
-from seqtune.formats import encode_example, encode_prompt, get_format
+from seqtune.prompts import encode_example, encode_prompt, get_format
 
 ROWS = "".join(f"C{'C' * i}O,name {i}\n" for i in range(19))  # 19 good rows after the header
 BIG = "x" * 140_000  # over the csv module's 131,072-character field limit
@@ -178,7 +178,7 @@ def _alive(pid: int) -> bool:
 def test_killing_data_chem_leaves_no_worker_alive(tmp_path, sig):
     if not _chem_ready():
         pytest.skip("needs rdkit, openclatura, jpype and Java")
-    from seqtune.chem import sources
+    from seqtune.chem.build import sources
 
     source = tmp_path / "nci.smi"
     source.write_text("\n".join(sources.load_nci().smiles[:40]) + "\n")

@@ -13,6 +13,7 @@ import errno
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,10 +23,15 @@ import torch
 import yaml
 from test_reliability import Child, _cli_run, _epochs, _weights, one_thread
 
-from seqtune.checkpoint import intact_checkpoint, latest_checkpoint, save_checkpoint, verify_checkpoint
 from seqtune.cli import main
 from seqtune.errors import SeqtuneError
 from seqtune.io import LOCK_FILE, atomic_write_json, atomic_write_jsonl, run_folder_lock
+from seqtune.training.checkpoint import (
+    intact_checkpoint,
+    latest_checkpoint,
+    save_checkpoint,
+    verify_checkpoint,
+)
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="needs flock and POSIX permissions")
 
@@ -81,6 +87,26 @@ def test_a_failed_run_removes_only_the_folder_it_created(tmp_path):
     with pytest.raises(RuntimeError), run_folder_lock(kept):
         raise RuntimeError("model failed to load")
     assert kept.is_dir()
+
+
+@posix_only
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_run_outputs_get_the_mode_the_umask_gives(tmp_path, umask, mode):
+    """Atomic writes go through a 0600 temporary file; the result must be readable as a plain
+    open() would leave it (0644 under the usual umask). The umask is read once, at import,
+    so each case runs in a fresh process."""
+    code = ("import os, sys\n"
+            "os.umask(int(sys.argv[2], 8))\n"
+            "from pathlib import Path\n"
+            "from seqtune.io import atomic_write_bytes, atomic_write_json, atomic_write_jsonl\n"
+            "run = Path(sys.argv[1])\n"
+            "atomic_write_json(run / 'metrics.json', {'exact_match': 1.0})\n"
+            "atomic_write_jsonl(run / 'predictions' / 'test.jsonl', [{'prediction': 'x'}])\n"
+            "atomic_write_bytes(run / 'report.png', b'png')\n")
+    run = tmp_path / "run"
+    subprocess.run([sys.executable, "-c", code, str(run), oct(umask)], check=True, timeout=60)
+    for name in ("metrics.json", "predictions/test.jsonl", "report.png"):
+        assert oct((run / name).stat().st_mode & 0o777) == oct(mode), name
 
 
 @posix_only
@@ -166,8 +192,8 @@ def model_folder(tiny_llama_dir, tmp_path_factory) -> Path:
     """A seqtune model folder (untrained tiny llama) for predict."""
     from transformers import AutoModelForCausalLM
 
-    from seqtune.formats import get_format
     from seqtune.modeling import ModelInfo, load_tokenizer, save_model
+    from seqtune.prompts import get_format
 
     folder = tmp_path_factory.mktemp("model") / "model"
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
@@ -178,7 +204,7 @@ def model_folder(tiny_llama_dir, tmp_path_factory) -> Path:
 @posix_only
 @pytest.mark.parametrize("case", ["a folder", "inside a file", "read-only folder"])
 def test_predict_output_checked_before_decoding(tmp_path, model_folder, capsys, monkeypatch, case, request):
-    import seqtune.predict as predict
+    import seqtune.inference.predict as predict
 
     decoded = []
     monkeypatch.setattr(predict, "generate", lambda *a, **k: decoded.append(a) or _raise(RuntimeError("decoded"))())
@@ -212,7 +238,7 @@ def test_predict_to_a_writable_output_still_works(tmp_path, model_folder, capsys
 
 
 def _nan_loss_from_call(n: int, value: float):
-    import seqtune.train as train_mod
+    import seqtune.training.loop as train_mod
 
     real, calls = train_mod.completion_loss, {"n": 0}
 
@@ -255,7 +281,7 @@ NAN_CASES = {
 @pytest.mark.parametrize("name", list(NAN_CASES))
 def test_nan_or_inf_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_path, tiny_llama_dir, capsys,
                                                                           monkeypatch, name):
-    import seqtune.train as train_mod
+    import seqtune.training.loop as train_mod
 
     overrides, patch, text, good_step = NAN_CASES[name]
     if patch and patch[0] == "loss":
@@ -381,7 +407,7 @@ def _flip_a_byte(path: Path) -> None:
                                          (_truncate, "state.json")])
 def test_damaged_latest_checkpoint_resumes_from_the_previous_to_the_same_result(
         tmp_path, tiny_llama_dir, uninterrupted, monkeypatch, capsys, damage, file):
-    import seqtune.train as train_mod
+    import seqtune.training.loop as train_mod
 
     real, calls = train_mod.completion_loss, {"n": 0}
 
@@ -417,7 +443,7 @@ def test_damaged_latest_checkpoint_resumes_from_the_previous_to_the_same_result(
 def test_every_checkpoint_damaged_is_an_error_and_old_ones_without_manifest_pass(tmp_path):
     from tiny import make_model, make_tokenizer
 
-    from seqtune.train import _rng_state
+    from seqtune.training.loop import _rng_state
 
     model = make_model("llama", len(make_tokenizer("llama")))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)

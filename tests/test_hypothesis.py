@@ -23,9 +23,9 @@ from tiny import make_tokenizer
 
 from seqtune.data import read_pairs
 from seqtune.errors import DataError
-from seqtune.formats import encode_example, encode_prompt, get_format
 from seqtune.io import atomic_write_jsonl
 from seqtune.metrics import sequence_scores
+from seqtune.prompts import encode_example, encode_prompt, get_format
 
 SETTINGS = settings(max_examples=100, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -7,11 +7,11 @@ import pytest
 import torch
 from tiny import make_model, make_tokenizer
 
-from seqtune.batching import Example, step_order
 from seqtune.config import TrainConfig, load_config
 from seqtune.errors import ConfigError
-from seqtune.formats import PromptFormat, encode_example, encode_prompt, get_format, join_text, split_text
-from seqtune.train import train
+from seqtune.prompts import PromptFormat, encode_example, encode_prompt, get_format, join_text, split_text
+from seqtune.training.batching import Example, step_order
+from seqtune.training.loop import train
 
 SMILES = ["CC(=O)Nc1ccc(O)cc1", "C[C@@H](N)C(=O)O", "Brc1ccc(Cl)cc1", "O=C1CC[NH2+]CC1", "C1CC2(CC1)OCCO2"]
 NAMES = ["N-(4-hydroxyphenyl)acetamide", "(2S)-2-aminopropanoic acid", "1-bromo-4-chlorobenzene",
@@ -188,7 +188,8 @@ def test_augmented_epochs_differ_but_keep_outputs(tmp_path, tiny_llama_dir):
     pytest.importorskip("rdkit")
     from seqtune.data import load_splits
     from seqtune.modeling import load_tokenizer
-    from seqtune.pipeline import augmented_epochs, encode_pairs
+    from seqtune.pipeline import augmented_epochs
+    from seqtune.training.batching import encode_pairs
 
     data = _chem_data(tmp_path / "d")
     cfg = _cfg(tmp_path, tiny_llama_dir, data, data__augment="random_smiles")

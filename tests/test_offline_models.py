@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from seqtune.config import ModelConfig
-from seqtune.formats import encode_prompt, get_format
-from seqtune.generate import generate
+from seqtune.inference.generate import generate
 from seqtune.modeling import load_model
+from seqtune.prompts import encode_prompt, get_format
 
 
 @pytest.mark.slow

@@ -4,10 +4,10 @@ import pytest
 import torch
 from tiny import make_model, make_tokenizer
 
-from seqtune.batching import Example, collate
-from seqtune.formats import encode_example, get_format
-from seqtune.prefix import common_prefix, prefix_batch, prefix_supported
-from seqtune.train import completion_loss
+from seqtune.prompts import encode_example, get_format
+from seqtune.training.batching import Example, collate
+from seqtune.training.loop import completion_loss
+from seqtune.training.prefix import common_prefix, prefix_batch, prefix_supported
 
 PAIRS = [("CCO", "ethanol"), ("CCCCN", "butan-1-amine"), ("c1ccccc1O", "phenol"), ("CC(=O)O", "acetic acid")]
 INSTRUCTION = "Translate the SMILES string of a molecule into its IUPAC name."
@@ -58,10 +58,10 @@ def test_llama_supports_prefix_sharing():
 
 
 def test_training_with_shared_prefix_matches_padded(tmp_path, monkeypatch):
-    import seqtune.train as tr
+    import seqtune.training.loop as tr
     from seqtune.config import TrainConfig
-    from seqtune.prefix import worth_sharing
-    from seqtune.train import train
+    from seqtune.training.loop import train
+    from seqtune.training.prefix import worth_sharing
 
     calls = []
     real = tr.prefix_logits

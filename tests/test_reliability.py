@@ -25,8 +25,8 @@ import helpers_train_script as helper
 import pytest
 import torch
 
-from seqtune.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints
 from seqtune.errors import DataError, SeqtuneError
+from seqtune.training.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints
 
 TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"
@@ -107,7 +107,7 @@ def assert_loadable(path: Path, model_dir: Path) -> dict:
     """A checkpoint that latest_checkpoint offers must load into a fresh model and optimizer."""
     from transformers import AutoModelForCausalLM, get_scheduler
 
-    from seqtune.train import make_optimizer
+    from seqtune.training.loop import make_optimizer
 
     assert path.name.startswith("step-"), path
     model = AutoModelForCausalLM.from_pretrained(model_dir)
@@ -286,7 +286,7 @@ def test_sigterm_saves_exits_with_one_line_and_resumes(tmp_path, tiny_llama_dir)
 def test_sigint_in_process_saves_restores_handlers_and_resumes(tmp_path, tiny_llama_dir, reference, monkeypatch):
     """Ctrl-C at step 11 (not a save point): TrainingInterrupted, a checkpoint at step 11, the
     caller's SIGINT handler back in place; the resumed run ends as the uninterrupted one."""
-    import seqtune.train as train_mod
+    import seqtune.training.loop as train_mod
 
     real, calls = train_mod.completion_loss, {"n": 0}
 
@@ -318,7 +318,7 @@ def test_disk_full_during_checkpoint(tmp_path, tiny_llama_dir, reference, monkey
     `oserror`: torch.save raises OSError(ENOSPC). `dev-full`: the checkpoint's files are opened
     on /dev/full, so the real serializer meets a real ENOSPC from the kernel (which torch
     reports as a RuntimeError without errno)."""
-    import seqtune.checkpoint as ckpt_mod
+    import seqtune.training.checkpoint as ckpt_mod
 
     saves = {"n": 0}
     if how == "oserror":
@@ -424,8 +424,8 @@ def test_overlength_dropped_and_counted_or_error_names_line(tmp_path):
     from tiny import make_tokenizer
 
     from seqtune.data import read_pairs
-    from seqtune.formats import get_format
-    from seqtune.pipeline import encode_pairs
+    from seqtune.prompts import get_format
+    from seqtune.training.batching import encode_pairs
 
     path = _long_pairs_file(tmp_path)
     pairs = read_pairs(path)

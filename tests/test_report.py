@@ -13,9 +13,9 @@ import pytest
 
 from seqtune.cli import main as cli_main
 from seqtune.config import load_config, save_config
+from seqtune.experiments.report import best_run, build_report, worst_predictions
+from seqtune.experiments.results import collect, find_runs, write_results
 from seqtune.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
-from seqtune.report import best_run, build_report, worst_predictions
-from seqtune.results import collect, find_runs, write_results
 
 PARAMS = {"smollm2-135m": 134_515_008, "gemma3-270m": 268_098_176, "opt-350m": 331_196_416}
 

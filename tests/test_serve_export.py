@@ -6,9 +6,9 @@ from tiny import make_model, make_tokenizer
 
 from seqtune.errors import SeqtuneError
 from seqtune.export import export_run
-from seqtune.formats import get_format
+from seqtune.inference.server import Limits, create_app
 from seqtune.modeling import ModelInfo, load_finetuned, save_model
-from seqtune.server import Limits, create_app
+from seqtune.prompts import get_format
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ from live_server import serving
 from tiny import make_model, make_tokenizer
 
 from seqtune.errors import SeqtuneError
-from seqtune.formats import get_format
+from seqtune.inference.server import Limits, create_app
 from seqtune.modeling import ModelInfo, load_finetuned, save_model
-from seqtune.server import Limits, create_app
+from seqtune.prompts import get_format
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def client(model_dir, loaded):
 
 
 def test_predict_one_or_many_as_seqtune_predict_does(client, loaded, tmp_path):
-    from seqtune.predict import decode_and_score
+    from seqtune.inference.predict import decode_and_score
 
     one = client.post("/predict", json={"inputs": "CCO"})
     assert one.status_code == 200, one.text
@@ -226,7 +226,7 @@ def test_live_server_answers_and_does_not_hang_on_a_short_body(live_server, capl
 
 def test_port_in_use_or_out_of_range_is_one_line_and_exit_2(model_dir, live_server, capsys):
     from seqtune.cli import main
-    from seqtune.serve import bind
+    from seqtune.inference.serve import bind
 
     with pytest.raises(SeqtuneError, match="already in use"):
         bind("127.0.0.1", live_server)

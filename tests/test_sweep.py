@@ -17,7 +17,8 @@ from test_report import write_fake_run  # the run-folder layout helper shared wi
 
 from seqtune.cli import main as cli_main
 from seqtune.errors import ConfigError, SeqtuneError
-from seqtune.sweep import RunSpec, expand, load_sweep, parse_sweep, run_name, run_subprocess, run_sweep
+from seqtune.experiments.sweep import run_subprocess, run_sweep
+from seqtune.experiments.sweep_spec import RunSpec, expand, load_sweep, parse_sweep, run_name
 
 
 def write_sweep(tmp_path: Path, body: dict, name: str = "sweep.yaml") -> Path:
@@ -185,7 +186,7 @@ def test_exit_zero_without_metrics_is_a_failure(tmp_path: Path) -> None:
 
 def test_main_writes_results_and_returns_1_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    import seqtune.sweep as sweep_mod
+    import seqtune.experiments.sweep as sweep_mod
 
     stub = StubRunner(fail={"data.train_size=20"})
     monkeypatch.setattr(sweep_mod, "run_subprocess", lambda spec, log_path, echo=False: stub(spec, log_path))
@@ -283,7 +284,7 @@ def test_end_to_end_tiny_sweep(tmp_path: Path, tiny_llama_dir: Path, monkeypatch
 
     import pandas as pd
 
-    from seqtune.report import main as report_main
+    from seqtune.experiments.report import main as report_main
 
     words = ["methyl", "ethyl", "propyl", "butyl", "pentyl", "hexyl", "oxy", "amino", "hydroxy", "chloro"]
     pairs = [(f"{w} {i}", f"{words[(i * 7 + 3) % 10]}-{words[(i * 3 + 1) % 10]}") for i, w in enumerate(words * 2)]

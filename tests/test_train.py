@@ -6,11 +6,11 @@ import pytest
 import torch
 from tiny import make_model, make_tokenizer
 
-from seqtune.batching import Example, collate
 from seqtune.config import TrainConfig, load_config
-from seqtune.formats import encode_example, get_format
 from seqtune.pipeline import run_pipeline
-from seqtune.train import completion_loss, train
+from seqtune.prompts import encode_example, get_format
+from seqtune.training.batching import Example, collate
+from seqtune.training.loop import completion_loss, train
 
 WORDS = ["methyl", "ethyl", "propyl", "butyl", "pentyl", "hexyl", "oxy", "amino", "hydroxy", "chloro",
          "bromo", "fluoro", "benzene", "ethanol", "acid", "CCO", "CCN", "c1ccccc1", "CC(C)O", "CC(=O)O"]
@@ -31,7 +31,7 @@ def test_packed_loss_equals_padded(family):
     """Padding-free packing changes nothing but speed: no attention across sequences."""
     tok = make_tokenizer(family)
     model = make_model(family, len(tok)).eval()
-    from seqtune.train import packing_supported
+    from seqtune.training.speed import packing_supported
     ex = _examples(tok)[:6]
     packed, n1 = collate(ex, True, tok.pad_token_id or 0)
     rows, _ = collate(ex, True, tok.pad_token_id or 0, row_tokens=60)  # several rows, padded tails
@@ -85,7 +85,7 @@ def test_memorises_20_pairs(tmp_path, tiny_llama_dir):
     assert len(preds) == 20 and all(p["prediction"] == p["reference"] for p in preds)
     assert (run / "model" / "seqtune.json").is_file() and (run / "metrics.json").is_file()
     # the exported folder reloads and predicts the same
-    from seqtune.predict import predict
+    from seqtune.inference.predict import predict
 
     (tmp_path / "in.txt").write_text("\n".join(a for a, _ in PAIRS[:5]))
     res = predict(str(run / "model"), str(tmp_path / "in.txt"), str(tmp_path / "out.jsonl"), max_new_tokens=24)
@@ -156,7 +156,7 @@ def _oom_above(limit):
 
 
 def test_oom_message_names_batch_to_try(tmp_path, monkeypatch):
-    import seqtune.train as tr
+    import seqtune.training.loop as tr
     from seqtune.errors import SeqtuneError
 
     tok = make_tokenizer("llama")
@@ -166,7 +166,7 @@ def test_oom_message_names_batch_to_try(tmp_path, monkeypatch):
 
 
 def test_oom_halving_gives_same_result(tmp_path, monkeypatch):
-    import seqtune.train as tr
+    import seqtune.training.loop as tr
 
     tok = make_tokenizer("llama")
     ref_model = make_model("llama", len(tok), seed=3)
@@ -192,7 +192,7 @@ def test_resume_with_other_settings_is_refused(tmp_path):
 
 
 def test_auto_settings_follow_the_device():
-    from seqtune.train import attention_kernel, training_attention, use_packing
+    from seqtune.training.speed import attention_kernel, training_attention, use_packing
 
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     assert use_packing("auto", cpu) is False and use_packing("auto", gpu) is True
@@ -219,14 +219,14 @@ class _Planted:
 
 def test_a_planted_pickle_in_a_checkpoint_is_refused(tmp_path):
     """Resume reads optimizer.pt from a run folder: it must load data, never run code."""
-    from seqtune.checkpoint import load_checkpoint, save_checkpoint
     from seqtune.errors import SeqtuneError
+    from seqtune.training.checkpoint import load_checkpoint, save_checkpoint
 
     tok = make_tokenizer("llama")
     model = make_model("llama", len(tok))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-    from seqtune.train import _rng_state
+    from seqtune.training.loop import _rng_state
 
     path = save_checkpoint(tmp_path / "ck", 1, model, opt, sched, {"epoch": 0}, _rng_state())
     assert load_checkpoint(path, model, opt, sched)["state"] == {"epoch": 0}  # a real one loads

@@ -28,9 +28,9 @@ pytest.importorskip("rdkit", reason="drawing molecules needs RDKit (the chem ext
 
 @pytest.fixture(scope="module")
 def page_url(tmp_path_factory):
-    from seqtune.formats import get_format
+    from seqtune.inference.server import Limits, create_app
     from seqtune.modeling import ModelInfo, save_model
-    from seqtune.server import Limits, create_app
+    from seqtune.prompts import get_format
 
     folder = os.environ.get("SEQTUNE_PAGE_MODEL")
     if not folder:

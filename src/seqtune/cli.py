@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Any
 
-from seqtune.errors import SeqtuneError
+from seqtune.errors import SeqtuneError, TrainingInterrupted
 
 USAGE = """seqtune <command> [options]
 
@@ -98,7 +98,7 @@ def cmd_check(args: list[str]) -> int:
 
 
 def cmd_predict(argv: list[str]) -> int:
-    from seqtune.predict import predict
+    from seqtune.inference.predict import predict
 
     p = argparse.ArgumentParser(prog="seqtune predict")
     p.add_argument("--model", required=True, help="folder written by `seqtune run` (RUN/model) or `seqtune export`")
@@ -125,7 +125,7 @@ def cmd_predict(argv: list[str]) -> int:
 
 
 def cmd_evaluate(argv: list[str]) -> int:
-    from seqtune.predict import HOLDOUTS, evaluate_file, evaluate_model
+    from seqtune.inference.predict import HOLDOUTS, evaluate_file, evaluate_model
 
     p = argparse.ArgumentParser(prog="seqtune evaluate")
     what = p.add_mutually_exclusive_group(required=True)
@@ -158,7 +158,7 @@ def cmd_export(argv: list[str]) -> int:
 
 
 def cmd_serve(argv: list[str]) -> int:
-    from seqtune.serve import main as serve_main
+    from seqtune.inference.serve import main as serve_main
 
     return serve_main(argv)
 
@@ -166,25 +166,25 @@ def cmd_serve(argv: list[str]) -> int:
 def cmd_data(argv: list[str]) -> int:
     if not argv or argv[0] != "chem":
         raise SeqtuneError("usage: seqtune data chem --task TASK --source SOURCE --n N --out DIR")
-    from seqtune.chem.build import main as build_main
+    from seqtune.chem.build.dataset import main as build_main
 
     return build_main(argv[1:])
 
 
 def cmd_sweep(argv: list[str]) -> int:
-    from seqtune.sweep import main as sweep_main
+    from seqtune.experiments.sweep import main as sweep_main
 
     return sweep_main(argv)
 
 
 def cmd_report(argv: list[str]) -> int:
-    from seqtune.report import main as report_main
+    from seqtune.experiments.report import main as report_main
 
     return report_main(argv)
 
 
 def cmd_results(argv: list[str]) -> int:
-    from seqtune.results import main as results_main
+    from seqtune.experiments.results import main as results_main
 
     return results_main(argv)
 
@@ -222,8 +222,6 @@ def main(argv: list[str] | None = None) -> int:
     # Quieter logs from the libraries; our own messages carry what a user needs.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from seqtune.train import TrainingInterrupted
-
     try:
         return command(argv[1:])
     except TrainingInterrupted as err:

@@ -34,11 +34,18 @@ from seqtune.io import atomic_write_text
 class DataConfig:
     """Where the pairs come from and how they are split."""
 
-    # A CSV/TSV/JSONL/Parquet file, a folder holding train/val/test files, or `hf:NAME[:CONFIG]`;
-    # several, comma-separated, are concatenated split by split.
+    # A CSV/TSV/JSONL/Parquet file, a .json file (an array of records, or JSON Lines), a folder
+    # holding train/val/test files, or `hf:NAME[:CONFIG]`; several, comma-separated, are
+    # concatenated split by split.
     path: str = "data/smiles2iupac_demo"
-    input_column: str = "input"  # Column holding the inputs.
+    # Column holding the inputs. While input/output are the defaults and the data has neither,
+    # TRL's prompt/completion columns are read, or else `messages` conversations (the last user
+    # turn is the input, the assistant turn after it the output, a system turn the row's instruction).
+    input_column: str = "input"
     output_column: str = "output"  # Column holding the reference outputs.
+    # Column holding each row's own instruction, shown in its prompt in place of `instruction`
+    # (needs a format with an instruction slot: instruct, chat, or a template using it).
+    instruction_column: str | None = None
     # Task name; chemistry tasks (smiles2iupac, iupac2smiles, smiles2formula, randomsmiles2canonical,
     # smiles2inchi) add chemistry scores.
     task: str = "smiles2iupac"
@@ -46,6 +53,9 @@ class DataConfig:
     instruction: str = "Translate the SMILES string of a molecule into its IUPAC name."
     val_fraction: float = 0.05  # Share of a single file held out for validation (seeded, by unique input).
     test_fraction: float = 0.05  # Share of a single file held out for testing (seeded, by unique input).
+    # How a single file is split into train/val/test: random, or scaffold (Bemis–Murcko scaffolds,
+    # Chemprop's habit: no val/test molecule shares its scaffold with a training one; SMILES inputs).
+    split: Literal["random", "scaffold"] = "random"
     # Subsample the training split to this many pairs (the paper's data-size axis; nested:
     # smaller sizes are subsets of larger ones).
     train_size: int | None = None
@@ -120,7 +130,7 @@ class TrainConfig:
     attention: str = "auto"
     # Padded batches: the prompt tokens all examples start with (an instruction template)
     # are computed once per forward pass instead of once per example, where that saves
-    # enough work (larger batches; seqtune.prefix).
+    # enough work (larger batches; seqtune.training.prefix).
     shared_prefix: bool = True
     # Order of examples: random batches; grouped = random batches of similar length (less
     # padding, as transformers' group_by_length); curriculum = first epoch shortest first.
@@ -136,7 +146,8 @@ class TrainConfig:
     save_every_steps: int = 0
     keep_checkpoints: int = 2  # Complete checkpoints kept (0 = all).
     resume: bool = True  # Resume from the last complete checkpoint in out_dir.
-    # Decode the validation split after every epoch for exact match / edit distance.
+    # Decode the test split after every epoch for exact match / edit distance (and chemistry
+    # scores): each epoch's row in epochs.jsonl is then comparable with the final scores.
     eval_generate: bool = True
     logger: Literal["none", "tensorboard", "mlflow"] = "tensorboard"  # Metrics logger, into out_dir/logs.
     compile: bool = False  # torch.compile the model (+20% on CPUs after ~4 min of compiling).

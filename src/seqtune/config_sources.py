@@ -135,12 +135,26 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
         if node is not None:
             _walk(loader, node, "", path, values, origins)
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+        raise _yaml_error(path, err) from None
     finally:
         loader.dispose()
     return values, origins
+
+
+def load_yaml(path: Path) -> Any:
+    """A YAML file's content as plain Python values (a sweep file, a sweep's base config)."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise _yaml_error(path, err) from None
+
+
+def _yaml_error(path: Path, err: yaml.YAMLError) -> ConfigError:
+    mark = getattr(err, "problem_mark", None)
+    where = f":{mark.line + 1}" if mark is not None else ""
+    return ConfigError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})")
 
 
 def _walk(loader: yaml.SafeLoader, node: yaml.MappingNode, prefix: str, path: Path,

@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from seqtune.config import DataConfig
-from seqtune.errors import DataError
+from seqtune.data_shapes import (
+    Columns,
+    find_shape,
+    json_array_rows,
+    json_errors,
+    json_record,
+    refuse_single_value,
+    row_fields,
+)
+from seqtune.errors import ConfigError, DataError
 from seqtune.io import atomic_write_jsonl
 
 SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
@@ -28,7 +37,8 @@ class Pair:
     input: str
     output: str
     where: str = ""  # "file:line", for messages
-    # The pair's own instruction (a task mix); "" = the run's data.instruction.
+    # The pair's own instruction (data.instruction_column, a system turn, a task mix); "" = the
+    # run's data.instruction.
     instruction: str = ""
 
 
@@ -44,7 +54,9 @@ class Splits:
         h = hashlib.sha256()
         for name in ("train", "val", "test"):
             for p in getattr(self, name):
-                h.update(f"{name}\t{p.input}\t{p.output}\n".encode())
+                # Without per-row instructions the hash is what it always was: older runs still resume.
+                own = f"\t{p.instruction}" if p.instruction else ""
+                h.update(f"{name}\t{p.input}\t{p.output}{own}\n".encode())
         return h.hexdigest()[:16]
 
 
@@ -144,8 +156,21 @@ def _csv_error(path: Path, err: csv.Error, start: int, at: int, delimiter: str) 
     return DataError(f"{path}:{start}: malformed {delimiter!r}-separated line ({err})")
 
 
-def _rows_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+def _rows_json(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """JSON Lines, or (a .json file) a JSON array of records."""
     text = _decode(path)
+    is_json = path.suffix.lower() == ".json"
+    if is_json and text.lstrip(" \t\r\n").startswith("["):
+        return json_array_rows(text, str(path))
+    try:
+        return _rows_jsonl(path, text)
+    except DataError:
+        if is_json:
+            refuse_single_value(text, str(path))
+        raise
+
+
+def _rows_jsonl(path: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
     if not text.strip():
         raise DataError(f"{path}: file is empty")
     rows = []
@@ -154,15 +179,9 @@ def _rows_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     for n, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
-        try:
+        with json_errors(str(path), n):
             obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}:{n}: not valid JSON ({err.msg})") from None
-        except RecursionError:
-            raise DataError(f"{path}:{n}: JSON nested too deeply") from None
-        if not isinstance(obj, dict):
-            raise DataError(f"{path}:{n}: expected a JSON object per line, got {type(obj).__name__}")
-        rows.append((n, obj))
+        rows.append((n, json_record(obj, str(path), n, "line")))
     return rows
 
 
@@ -177,19 +196,19 @@ def _rows_parquet(path: Path) -> list[tuple[int, dict[str, Any]]]:
 
 
 def read_rows(path: str | Path) -> tuple[list[tuple[str, dict[str, Any]]], str]:
-    """Raw rows of a CSV/TSV/JSONL/Parquet file as ("file:line", row) pairs."""
+    """Raw rows of a CSV/TSV/JSONL/JSON/Parquet file as ("file:line", row) pairs."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     kind = SUFFIXES.get(path.suffix.lower())
     if kind is None:
-        raise DataError(f"{path}: unknown file type {path.suffix!r}; use .csv, .tsv, .jsonl or .parquet")
+        raise DataError(f"{path}: unknown file type {path.suffix!r}; use .csv, .tsv, .jsonl, .json or .parquet")
     if kind == "csv":
         rows = _rows_csv(path, ",")
     elif kind == "tsv":
         rows = _rows_csv(path, "\t")
     elif kind == "jsonl":
-        rows = _rows_jsonl(path)
+        rows = _rows_json(path)
     else:
         rows = _rows_parquet(path)
     if not rows:
@@ -198,21 +217,26 @@ def read_rows(path: str | Path) -> tuple[list[tuple[str, dict[str, Any]]], str]:
     return [(f"{path}:{line_word}{n}", row) for n, row in rows], kind
 
 
-def read_pairs(path: str | Path, input_column: str = "input", output_column: str = "output") -> list[Pair]:
-    """Read pairs from one CSV/TSV/JSONL/Parquet file, validating every row."""
-    rows, _ = read_rows(path)
+def _pairs(rows: list[tuple[str, dict[str, Any]]], columns: list[str], cols: Columns) -> list[Pair]:
+    """Validated pairs from raw rows whose column names are `columns` (the shape is found once)."""
+    shape = find_shape(columns, cols)
     pairs = []
     for where, row in rows:
-        for col in (input_column, output_column):
-            if col not in row:
-                have = ", ".join(map(str, row.keys()))
-                raise DataError(f"{where}: missing column {col!r} (columns: {have})")
-        pairs.append(Pair(text_field(row[input_column], input_column, where),
-                          text_field(row[output_column], output_column, where), where))
+        (source, source_col), (output, output_col), instruction = row_fields(row, shape, cols, where)
+        pairs.append(Pair(text_field(source, source_col, where), text_field(output, output_col, where), where,
+                          text_field(*instruction, where) if instruction else ""))
     return pairs
 
 
-def _read_hf(spec: str, input_column: str, output_column: str) -> dict[str, list[Pair]]:
+def read_pairs(path: str | Path, input_column: str = "input", output_column: str = "output",
+               instruction_column: str | None = None) -> list[Pair]:
+    """Read pairs from one CSV/TSV/JSONL/JSON/Parquet file, validating every row. With the default
+    columns absent, TRL's prompt/completion columns or `messages` conversations are read instead."""
+    rows, _ = read_rows(path)
+    return _pairs(rows, list(rows[0][1]), Columns(input_column, output_column, instruction_column))
+
+
+def _read_hf(spec: str, cols: Columns) -> dict[str, list[Pair]]:
     """`hf:NAME[:CONFIG]`: every split the dataset has, via the `datasets` library."""
     import datasets
 
@@ -225,37 +249,30 @@ def _read_hf(spec: str, input_column: str, output_column: str) -> dict[str, list
     out: dict[str, list[Pair]] = {}
     for split_name, split in ds.items():
         target = SPLIT_NAMES.get(split_name, split_name)
-        for col in (input_column, output_column):
-            if col not in split.column_names:
-                raise DataError(f"{spec}[{split_name}]: missing column {col!r} (columns: {', '.join(split.column_names)})")
-        pairs = []
-        for i, row in enumerate(split):
-            where = f"{spec}[{split_name}]:row{i + 1}"
-            pairs.append(Pair(text_field(row[input_column], input_column, where),
-                              text_field(row[output_column], output_column, where), where))
-        out.setdefault(target, []).extend(pairs)
+        rows = [(f"{spec}[{split_name}]:row{i + 1}", row) for i, row in enumerate(split)]
+        out.setdefault(target, []).extend(_pairs(rows, split.column_names, cols))
     return out
 
 
-def _read_dir(path: Path, input_column: str, output_column: str) -> dict[str, list[Pair]]:
+def _read_dir(path: Path, cols: Columns) -> dict[str, list[Pair]]:
     found: dict[str, list[Pair]] = {}
     for f in sorted(path.iterdir()):
         split = SPLIT_NAMES.get(f.stem.lower())
         if split and f.suffix.lower() in SUFFIXES and f.is_file():
             if split in found:
                 raise DataError(f"{path}: more than one file for the {split} split")
-            found[split] = read_pairs(f, input_column, output_column)
+            found[split] = read_pairs(f, cols.input, cols.output, cols.instruction)
     if "train" not in found:
         raise DataError(f"{path}: folder has no train.csv/.tsv/.jsonl/.parquet file")
     return found
 
 
-def _read_source(source: str, input_column: str, output_column: str) -> dict[str, list[Pair]]:
+def _read_source(source: str, cols: Columns) -> dict[str, list[Pair]]:
     if source.startswith("hf:"):
-        return _read_hf(source, input_column, output_column)
+        return _read_hf(source, cols)
     if Path(source).is_dir():
-        return _read_dir(Path(source), input_column, output_column)
-    return {"all": read_pairs(source, input_column, output_column)}
+        return _read_dir(Path(source), cols)
+    return {"all": read_pairs(source, cols.input, cols.output, cols.instruction)}
 
 
 def dedupe(pairs: list[Pair]) -> tuple[list[Pair], int]:
@@ -278,36 +295,72 @@ def _take(pairs: list[Pair], n: int | None, seed: int) -> list[Pair]:
     return [pairs[i] for i in sorted(order[:n])]
 
 
+def _scaffold_parts(pairs: list[Pair], val_fraction: float, test_fraction: float,
+                    seed: int) -> tuple[list[int], list[int], list[int]]:
+    """Indices of train/val/test by Bemis–Murcko scaffold: the dataset builder's split, on pairs."""
+    from seqtune.chem.build.splits import split_scaffold
+
+    try:
+        from seqtune.chem.molecules import mol_from_smiles, murcko_scaffold
+    except ModuleNotFoundError as err:
+        raise ConfigError(f"data.split: scaffold needs the chemistry extra ({err.name} is not installed)") from None
+    rows = []
+    for i, p in enumerate(pairs):
+        mol = mol_from_smiles(p.input)
+        if mol is None:
+            raise DataError(f"{p.where}: data.split: scaffold needs SMILES inputs; {p.input[:40]!r} is not one")
+        rows.append({"smiles": p.input, "scaffold": murcko_scaffold(mol), "index": i})
+    parts = split_scaffold(rows, val_fraction, test_fraction, seed)
+    train, val, test = ([row["index"] for row in parts[name]] for name in ("train", "val", "test"))
+    return train, val, test
+
+
+def _split_file(pairs: list[Pair], cfg: DataConfig, test_fraction: float) -> tuple[list[Pair], list[Pair], list[Pair]]:
+    """Train, val and test of one file's pairs, each in file order."""
+    if cfg.split == "scaffold":
+        parts = _scaffold_parts(pairs, cfg.val_fraction, test_fraction, cfg.seed)
+    else:
+        order = list(range(len(pairs)))
+        random.Random(cfg.seed).shuffle(order)
+        n_test = round(len(pairs) * test_fraction)
+        n_val = round(len(pairs) * cfg.val_fraction)
+        parts = order[n_test + n_val:], order[n_test:n_test + n_val], order[:n_test]
+    train, val, test = ([pairs[i] for i in sorted(part)] for part in parts)
+    return train, val, test
+
+
 def load_splits(cfg: DataConfig) -> Splits:
     """Read, dedupe and split the data as the config says."""
     stats: dict[str, Any] = {"source": cfg.path}
     given: dict[str, list[Pair]] = {}
+    cols = Columns(cfg.input_column, cfg.output_column, cfg.instruction_column or None)
     # Several sources, comma-separated, are concatenated split by split (e.g. two data sets).
     for source in [s.strip() for s in cfg.path.split(",") if s.strip()]:
-        for split, pairs in _read_source(source, cfg.input_column, cfg.output_column).items():
+        for split, pairs in _read_source(source, cols).items():
             given.setdefault(split, []).extend(pairs)
     stats["rows_read"] = sum(len(v) for v in given.values())
     test_fraction = cfg.test_fraction
     if cfg.test_path:
         # A fixed holdout replaces the test split; dedupe below keeps its inputs out of train/val.
-        given["test"] = read_pairs(cfg.test_path, cfg.input_column, cfg.output_column)
+        given["test"] = read_pairs(cfg.test_path, cols.input, cols.output, cols.instruction)
         stats["test_path"] = cfg.test_path
         test_fraction = 0.0
+    if any(p.instruction for pairs in given.values() for p in pairs):
+        # Named for the check that the prompt format has somewhere to put them.
+        stats["instructions"] = "data.instruction_column" if cols.instruction else "the system turns of messages"
 
     if set(given) - {"test"} in ({"all"}, {"train"}) and (cfg.test_path or "test" not in given):
         pairs = given.get("all") or given["train"]
         dropped = 0
         if cfg.dedupe:
             pairs, dropped = dedupe(pairs)
-        order = list(range(len(pairs)))
-        random.Random(cfg.seed).shuffle(order)
-        n_test = round(len(pairs) * test_fraction)
-        n_val = round(len(pairs) * cfg.val_fraction)
-        test = [pairs[i] for i in sorted(order[:n_test])]
-        val = [pairs[i] for i in sorted(order[n_test:n_test + n_val])]
-        train = [pairs[i] for i in sorted(order[n_test + n_val:])]
+        train, val, test = _split_file(pairs, cfg, test_fraction)
+        if cfg.split != "random":
+            stats["split"] = cfg.split
         if cfg.test_path:
             given = {"train": train, "val": val, "test": given["test"]}
+    elif cfg.split != "random":
+        raise ConfigError(f"data.split: {cfg.split} splits a single file, and {cfg.path} brings its own splits")
     if len(given) > 1 or "test" in given:
         train, val, test = given.get("train", []), given.get("val", []), given.get("test", [])
         dropped = 0
@@ -335,4 +388,5 @@ def save_splits(splits: Splits, folder: str | Path) -> None:
     folder = Path(folder)
     for name in ("train", "val", "test"):
         atomic_write_jsonl(folder / f"{name}.jsonl",
-                           ({"input": p.input, "output": p.output} for p in getattr(splits, name)))
+                           ({"input": p.input, "output": p.output, **({"instruction": p.instruction} if p.instruction else {})}
+                            for p in getattr(splits, name)))

@@ -19,3 +19,7 @@ class ModelError(SeqtuneError):
 
 class TrainingDiverged(SeqtuneError):
     """The training loss or the weights became NaN/inf; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(SeqtuneError):
+    """SIGINT/SIGTERM arrived; a checkpoint was saved and the run can be resumed."""

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from seqtune.errors import SeqtuneError
-from seqtune.formats import PromptFormat, encode_prompt
 from seqtune.io import atomic_write_json, atomic_write_text, replace_dir
 from seqtune.model_card import base_hub_id, write_model_card
 from seqtune.modeling import FORMAT_FILE
+from seqtune.prompts import PromptFormat, encode_prompt
 
 _CHAT_TEMPLATE_FILE = "chat_template.jinja"
 # Inputs the rebuilt chat template must tokenise exactly as seqtune does before it is kept.

@@ -26,6 +26,19 @@ LOCK_FILE = ".seqtune.lock"
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG}
 
 
+def _read_umask() -> int:
+    # The umask can only be read by setting it; done once, at import, before any thread
+    # could create a file under the temporary value.
+    old = os.umask(0)
+    os.umask(old)
+    return old
+
+
+# mkstemp creates 0600 files; outputs get the mode a plain open() would give them
+# (0644 under the usual umask 022), so other users and containers can read a run.
+FILE_MODE = 0o666 & ~_read_umask()
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
     path = Path(path)
@@ -33,6 +46,7 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:
+            os.fchmod(fh.fileno(), FILE_MODE)
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

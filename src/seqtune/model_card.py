@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from seqtune.chem import CHEM_TASKS
-from seqtune.formats import SMILES_TOKEN
+from seqtune.prompts import SMILES_TOKEN
 
 # Scores shown in model-index: the ones a reader compares models by (losses stay in the table).
 _NOT_IN_INDEX = ("train_loss", "eval_loss", "n")

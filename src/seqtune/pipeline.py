@@ -16,59 +16,28 @@ import json
 import platform
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from seqtune import __version__
-from seqtune.batching import Example
 from seqtune.config import RunConfig, config_to_dict, save_config
 from seqtune.data import Pair, Splits, load_splits, save_splits
 from seqtune.errors import ConfigError, DataError, SeqtuneError
 from seqtune.export import finish_model_folder
-from seqtune.formats import PromptFormat, encode_example, encode_prompt, get_format
-from seqtune.generate import generate
+from seqtune.inference.generate import generate
 from seqtune.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, run_folder_lock, write_error
 from seqtune.metrics import score
 from seqtune.modeling import ModelInfo, count_params, load_model, save_model
-from seqtune.runtime import loaded_allocator
+from seqtune.prompts import PromptFormat, encode_example, encode_prompt, get_format, require_instruction_slot
+from seqtune.runtime import loaded_allocator, package_versions
+from seqtune.training.batching import Encoded, Example, encode_pairs
 
 
 def versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"seqtune": __version__, "python": platform.python_version()}
-    for pkg in ("torch", "transformers", "peft", "accelerate", "datasets", "rdkit", "openclatura"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
-
-
-@dataclass
-class Encoded:
-    examples: list[Example]
-    kept: list[Pair]
-    dropped: int
-
-
-def encode_pairs(pairs: list[Pair], tokenizer: Any, fmt: PromptFormat, instruction: str, max_length: int,
-                 overlength: str, split: str) -> Encoded:
-    """Tokenise pairs; over-long ones are dropped (and counted) or reported, never cut."""
-    examples, kept, dropped = [], [], 0
-    for p in pairs:
-        ids, mask = encode_example(tokenizer, fmt, p.input, p.output, p.instruction or instruction)
-        if len(ids) > max_length:
-            if overlength == "error":
-                raise DataError(f"{p.where or split}: example is {len(ids)} tokens, over data.max_length={max_length}")
-            dropped += 1
-            continue
-        examples.append(Example(tuple(ids), tuple(mask)))
-        kept.append(p)
-    return Encoded(examples, kept, dropped)
+    return {"seqtune": __version__, "python": platform.python_version(),
+            **package_versions(("torch", "transformers", "peft", "accelerate", "datasets", "rdkit", "openclatura"))}
 
 
 def mixed_training_pairs(cfg: RunConfig, train: list[Pair], fmt: PromptFormat) -> list[Pair]:
@@ -76,7 +45,7 @@ def mixed_training_pairs(cfg: RunConfig, train: list[Pair], fmt: PromptFormat) -
     extra = [t.strip() for t in cfg.data.mix.split(",") if t.strip()]
     if not extra:
         return train
-    if fmt.template is not None and "instruction" not in fmt.template:
+    if not fmt.shows_instruction:
         raise ConfigError(f"data.mix: the {fmt.name!r} format does not show the instruction, so the model could "
                           "not tell the tasks apart; use model.format: instruct or chat")
     try:
@@ -99,7 +68,8 @@ def augmented_epochs(cfg: RunConfig, enc: Encoded, tok: Any, fmt: PromptFormat) 
     from seqtune.chem.tasks import random_smiles_inputs
 
     instruction = cfg.data.instruction
-    own = [i for i, p in enumerate(enc.kept) if not p.instruction]  # the run's task, not data.mix pairs
+    # The run's task, not data.mix pairs (its own pairs may carry instructions of their own).
+    own = [i for i, p in enumerate(enc.kept) if not p.where.startswith("data.mix:")]
 
     def examples(epoch: int) -> list[Example]:
         if epoch == 0:
@@ -107,7 +77,7 @@ def augmented_epochs(cfg: RunConfig, enc: Encoded, tok: Any, fmt: PromptFormat) 
         out = list(enc.examples)
         fresh = random_smiles_inputs([enc.kept[i].input for i in own], epoch, cfg.data.seed)
         for i, smiles in zip(own, fresh):
-            ids, mask = encode_example(tok, fmt, smiles, enc.kept[i].output, instruction)
+            ids, mask = encode_example(tok, fmt, smiles, enc.kept[i].output, enc.kept[i].instruction or instruction)
             if len(ids) <= cfg.data.max_length:
                 out[i] = Example(tuple(ids), tuple(mask))
         return out
@@ -118,7 +88,7 @@ def augmented_epochs(cfg: RunConfig, enc: Encoded, tok: Any, fmt: PromptFormat) 
 def predict_pairs(model: Any, tokenizer: Any, fmt: PromptFormat, instruction: str, pairs: list[Pair],
                   cfg: RunConfig, task: str, progress: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Decode the inputs of `pairs` and score the outputs against their references."""
-    prompts = [encode_prompt(tokenizer, fmt, p.input, instruction) for p in pairs]
+    prompts = [encode_prompt(tokenizer, fmt, p.input, p.instruction or instruction) for p in pairs]
     g = cfg.generate
     verify = g.verify != "none"
     k = max(g.candidates, g.num_beams) if verify else 1
@@ -189,7 +159,7 @@ def _fingerprint(cfg: RunConfig, splits: Splits) -> dict[str, Any]:
 
 def _train_only(cfg: RunConfig, model: Any, enc: dict[str, Encoded], tok: Any, out: Path,
                 splits: Splits, fmt: PromptFormat) -> dict[str, Any]:
-    from seqtune.train import train
+    from seqtune.training.loop import train
 
     train(model, enc["train"].examples, enc["val"].examples, cfg.train, out, tok.pad_token_id,
           fingerprint=_fingerprint(cfg, splits), epoch_examples=augmented_epochs(cfg, enc["train"], tok, fmt))
@@ -202,6 +172,7 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     # first file is written, so a bad run leaves no half-made run folder behind.
     splits = load_splits(cfg.data)
     fmt = get_format(cfg.model.format, cfg.model.input_split, cfg.model.output_split)
+    require_instruction_slot(fmt, splits.stats.get("instructions"))
     from accelerate import PartialState
 
     # Under `accelerate launch` / `torchrun` every process trains; one writes files and scores.
@@ -268,7 +239,7 @@ def _run(cfg: RunConfig, splits: Splits, fmt: PromptFormat, dist: Any) -> dict[s
         atomic_write_jsonl(out / "predictions" / f"epoch-{epoch}.jsonl", rows)
         return {k: v for k, v in summary.items() if k != "n"}
 
-    from seqtune.train import train
+    from seqtune.training.loop import train
 
     with _write_errors(out, "training records"):
         state = train(model, enc["train"].examples, enc["val"].examples, cfg.train, out, tok.pad_token_id,

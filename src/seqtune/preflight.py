@@ -11,23 +11,17 @@ import torch
 
 from seqtune.config import RunConfig
 from seqtune.data import load_splits
-from seqtune.formats import get_format
 from seqtune.modeling import count_params, load_model
+from seqtune.prompts import get_format, require_instruction_slot
 
 
 def _time_steps(model: Any, examples: list, cfg: RunConfig, pad_id: int, n: int = 1) -> float:
     """Seconds per optimiser step, measured on real batches the way `train` builds them
     (the first step is warm-up)."""
-    from seqtune.batching import micro_batches, step_order
-    from seqtune.train import (
-        attention_kernel,
-        autocast_dtype,
-        completion_loss,
-        make_batch,
-        make_optimizer,
-        resolve_speed_settings,
-        supports_logits_to_keep,
-    )
+    from seqtune.runtime import autocast_dtype
+    from seqtune.training.batching import micro_batches, step_order
+    from seqtune.training.loop import completion_loss, make_batch, make_optimizer
+    from seqtune.training.speed import attention_kernel, resolve_speed_settings, supports_logits_to_keep
 
     cpu = torch.device("cpu")
     amp = autocast_dtype(cfg.train.precision, cpu)
@@ -51,7 +45,7 @@ def _time_steps(model: Any, examples: list, cfg: RunConfig, pad_id: int, n: int 
 
 
 def preflight(cfg: RunConfig, time_steps: bool = True) -> str:
-    from seqtune.pipeline import encode_pairs
+    from seqtune.training.batching import encode_pairs
 
     t0 = time.perf_counter()
     lines = ["config: ok"]
@@ -60,6 +54,7 @@ def preflight(cfg: RunConfig, time_steps: bool = True) -> str:
     lines.append(f"data: {st['rows_read']} rows read from {cfg.data.path}; {st['duplicates_dropped']} duplicates dropped; "
                  f"train/val/test = {len(splits.train)}/{len(splits.val)}/{len(splits.test)}")
     fmt = get_format(cfg.model.format, cfg.model.input_split, cfg.model.output_split)
+    require_instruction_slot(fmt, splits.stats.get("instructions"))
     model, tok = load_model(cfg.model)
     total, trainable = count_params(model)
     lines.append(f"model: {cfg.model.name} ({total / 1e6:.1f}M parameters, {trainable / 1e6:.2f}M trainable, "

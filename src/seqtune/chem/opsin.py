@@ -10,10 +10,11 @@ jar it bundles, while py2opsin ships the newer 2.9.0 jar we want.
 from __future__ import annotations
 
 import glob
-import importlib.util
 import os
 import threading
 from pathlib import Path
+
+from seqtune.runtime import package_dir
 
 # Names longer than this are never real answers; OPSIN's tokenizer is
 # super-linear on some garbage, so such strings are rejected without parsing.
@@ -27,14 +28,6 @@ class OpsinUnavailable(RuntimeError):
     """Java or the OPSIN jar is missing; the message says how to fix it."""
 
 
-def _package_dir(package: str) -> Path | None:
-    # find_spec instead of import: importing py2opsin runs `java -version`.
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
 def find_opsin_jar() -> Path:
     """The OPSIN CLI jar: ``$SEQTUNE_OPSIN_JAR``, else py2opsin's (2.9.0), else pyopsin's (2.7.0)."""
     override = os.environ.get("SEQTUNE_OPSIN_JAR")
@@ -43,7 +36,7 @@ def find_opsin_jar() -> Path:
             raise OpsinUnavailable(f"SEQTUNE_OPSIN_JAR={override} does not exist")
         return Path(override)
     for package, pattern in (("py2opsin", "opsin-cli-*.jar"), ("pyopsin", "opsin_cli.jar")):
-        pkg_dir = _package_dir(package)
+        pkg_dir = package_dir(package)
         if pkg_dir is None:
             continue
         jars = sorted(glob.glob(str(pkg_dir / pattern)))

@@ -4,24 +4,7 @@ from __future__ import annotations
 
 from . import CHEM_TASKS, molecules
 
-__all__ = ["CHEM_TASKS", "INPUT_KIND", "OUTPUT_KIND", "check_task", "make_example"]
-
-# What kind of string each task's output is; the scores and the verifier
-# dispatch on this rather than on task names.
-OUTPUT_KIND: dict[str, str] = {
-    "smiles2iupac": "name",
-    "iupac2smiles": "smiles",
-    "randomsmiles2canonical": "smiles",
-    "smiles2formula": "formula",
-    "smiles2inchi": "inchi",
-}
-INPUT_KIND: dict[str, str] = {
-    "smiles2iupac": "smiles",
-    "iupac2smiles": "name",
-    "randomsmiles2canonical": "smiles",
-    "smiles2formula": "smiles",
-    "smiles2inchi": "smiles",
-}
+__all__ = ["CHEM_TASKS", "check_task", "make_example"]
 
 
 def check_task(task: str) -> str:

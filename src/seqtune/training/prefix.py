@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from seqtune.batching import Example, labels_of
+from seqtune.training.batching import Example, labels_of
 
 # The prefix costs a forward pass of its own (30 layers of small kernels for SmolLM2): it pays
 # once it saves this many token positions. Measured on 2 cores, 27 shared tokens: batch 16

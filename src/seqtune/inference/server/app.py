@@ -22,8 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from seqtune.chem import CHEM_TASKS
-from seqtune.server.batcher import Batcher, Job, QueueFull, stats
-from seqtune.server.middleware import AccessLog, BodyLimit
+from seqtune.inference.server.batcher import Batcher, Job, QueueFull, stats
+from seqtune.inference.server.middleware import AccessLog, BodyLimit
 
 LOG = logging.getLogger("seqtune.serve")
 # Characters a SMILES string can hold (atoms, bonds, rings, charges, stereo, reactions).
@@ -164,8 +164,8 @@ def create_app(model_dir: str | Path, limits: Limits | None = None, loaded: tupl
 
 
 def _decoder(model: Any, tok: Any, info: Any, batch_size: int) -> Any:
-    from seqtune.formats import encode_prompt
-    from seqtune.generate import generate
+    from seqtune.inference.generate import generate
+    from seqtune.prompts import encode_prompt
 
     def decode(inputs: list[str], num_beams: int, num_return: int, max_new_tokens: int) -> list[list[str]]:
         # The project's one decode path (as `seqtune predict`): same prompts, same generate.
@@ -281,7 +281,7 @@ def _add_api_routes(app: FastAPI, batcher: Batcher, limits: Limits, about: dict[
 
 
 def _add_page_routes(app: FastAPI, limits: Limits) -> None:
-    page = resources.files("seqtune.server") / "page"
+    page = resources.files("seqtune.inference.server") / "page"
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
@@ -298,7 +298,7 @@ def _add_page_routes(app: FastAPI, limits: Limits) -> None:
         """The molecule drawn as SVG (RDKit)."""
         if not smiles or len(smiles) > limits.max_input_chars:
             raise ApiError(400, f"bad request: smiles must have 1..{limits.max_input_chars} characters")
-        from seqtune.server.depict import smiles_svg
+        from seqtune.inference.server.depict import smiles_svg
 
         try:
             svg = await asyncio.to_thread(smiles_svg, smiles)

@@ -2,7 +2,7 @@
 
 POST /predict {"inputs": ["CCO", ...]} -> {"results": [{"input", "prediction", "verified", "candidates"}],
 "predictions": [...]}; GET /health, GET /info, GET / (the page), GET /docs (OpenAPI).
-The app itself is seqtune.server.app; this module parses the command line, binds and runs uvicorn.
+The app itself is seqtune.inference.server.app; this module parses the command line, binds and runs uvicorn.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from seqtune.errors import SeqtuneError
-from seqtune.server.app import Limits, create_app
+from seqtune.inference.server.app import Limits, create_app
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -12,7 +12,6 @@ import multiprocessing as mp
 import os
 import signal
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -20,7 +19,9 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import molecules, naming, opsin
+from seqtune.io import atomic_write_text
+
+from .. import molecules, naming, opsin
 
 # Bump when per-molecule processing changes, so cached shards from older code are not reused.
 PIPELINE_VERSION = 1
@@ -98,29 +99,12 @@ def process_records(records: list[Record], settings: Settings) -> list[dict]:
     return results
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temp file in the same directory and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        # mkstemp creates 0600 files; datasets are meant to be shared.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def process_shard(job: tuple[str, list[Record], dict]) -> tuple[str, int]:
     """Worker entry point: process one shard and write it to ``job[0]``."""
     path, records, settings = job
     results = process_records(records, Settings(**settings))
     text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in results)
-    write_atomic(Path(path), text)
+    atomic_write_text(path, text)
     return path, len(records)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
 import math
 import random
 import signal
@@ -24,8 +23,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from seqtune.batching import Example, collate, micro_batches, step_order, target_count
-from seqtune.checkpoint import (
+from seqtune.config import TrainConfig
+from seqtune.errors import ConfigError, SeqtuneError, TrainingInterrupted
+from seqtune.io import atomic_write_json, atomic_write_jsonl
+from seqtune.runtime import autocast_dtype
+from seqtune.training.batching import Example, collate, micro_batches, step_order, target_count
+from seqtune.training.checkpoint import (
     diverged,
     latest_checkpoint,
     nonfinite_weight,
@@ -33,45 +36,15 @@ from seqtune.checkpoint import (
     resume,
     save_checkpoint,
 )
-from seqtune.checkpoint import rng_state as _rng_state
-from seqtune.config import TrainConfig
-from seqtune.errors import ConfigError, SeqtuneError
-from seqtune.io import atomic_write_json, atomic_write_jsonl
-from seqtune.prefix import common_prefix, prefix_batch, prefix_logits, prefix_supported, worth_sharing
-from seqtune.tracking import Tracker
-
-
-class TrainingInterrupted(SeqtuneError):
-    """SIGINT/SIGTERM arrived; a checkpoint was saved and the run can be resumed."""
-
-
-def cpu_has_fast_bf16() -> bool:
-    """AMX or AVX512-BF16: bf16 matmuls run at about twice fp32 speed on such CPUs."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def autocast_dtype(setting: str, device: torch.device) -> torch.dtype | None:
-    if setting == "fp32":
-        return None
-    if setting == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    return torch.bfloat16 if device.type == "cpu" and cpu_has_fast_bf16() else None
-
-
-def _base(model: Any) -> Any:
-    model = getattr(model, "module", model)
-    model = getattr(model, "_orig_mod", model)
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
-def supports_logits_to_keep(model: Any) -> bool:
-    return "logits_to_keep" in inspect.signature(_base(model).forward).parameters
+from seqtune.training.checkpoint import rng_state as _rng_state
+from seqtune.training.prefix import common_prefix, prefix_batch, prefix_logits, worth_sharing
+from seqtune.training.speed import (
+    attention_kernel,
+    resolve_speed_settings,
+    supports_logits_to_keep,
+    use_packing,
+)
+from seqtune.training.tracking import Tracker
 
 
 def completion_loss(model: Any, batch: dict[str, torch.Tensor], keep_logits: bool) -> torch.Tensor:
@@ -96,70 +69,6 @@ def make_batch(examples: list[Example], cfg: TrainConfig, pad_id: int, device: t
     if worth_sharing(n, len(examples)):
         return prefix_batch(examples, n, pad_id, device)
     return collate(examples, cfg.packing, pad_id, device)[0]
-
-
-def training_attention(setting: str, device: torch.device) -> str | None:
-    """TrainConfig.attention resolved for a device; None keeps the model's own kernel."""
-    if setting != "auto":
-        return setting
-    return "eager" if device.type == "cpu" else None
-
-
-@contextlib.contextmanager
-def attention_kernel(model: Any, kernel: str | None):  # noqa: ANN201
-    """Run a block with another attention kernel, then give the model back its own."""
-    base = _base(model)
-    old = base.config._attn_implementation
-    if kernel is None or kernel == old:
-        yield
-        return
-    base.set_attn_implementation(kernel)
-    try:
-        yield
-    finally:
-        base.set_attn_implementation(old)
-
-
-def use_packing(setting: bool | str, device: torch.device) -> bool:
-    """TrainConfig.packing resolved for a device: auto packs on GPUs only."""
-    return device.type == "cuda" if setting == "auto" else bool(setting)
-
-
-@torch.no_grad()
-def packing_supported(model: Any, examples: list[Example], pad_id: int) -> bool:
-    """Whether this architecture keeps packed sequences apart (transformers does it from
-    `position_ids` for most, not all, models): the second of two packed sequences must get
-    the logits it gets alone."""
-    if len(examples) < 2:
-        return True
-    first, second = examples[0], examples[1]
-    was_training = model.training
-    model.eval()
-    dev = next(model.parameters()).device
-    ids = torch.tensor([first.ids + second.ids], device=dev)
-    pos = torch.tensor([list(range(len(first))) + list(range(len(second)))], device=dev)
-    packed = model(input_ids=ids, position_ids=pos, use_cache=False).logits[0, len(first):].float()
-    alone = model(input_ids=torch.tensor([second.ids], device=dev), use_cache=False).logits[0].float()
-    model.train(was_training)
-    return bool(torch.allclose(packed, alone, rtol=1e-3, atol=1e-4 * float(alone.abs().max()) + 1e-6))
-
-
-def resolve_speed_settings(cfg: TrainConfig, model: Any, examples: list[Example], pad_id: int,
-                           device: torch.device, world: int = 1, announce: bool = False,
-                           ) -> tuple[TrainConfig, str | None]:
-    """`cfg` with packing and shared_prefix decided for this model, device and number of
-    processes, and the attention kernel for training steps (None: the model's own)."""
-    kernel = training_attention(cfg.attention, device)
-    cfg = dataclasses.replace(cfg, packing=use_packing(cfg.packing, device))
-    with attention_kernel(model, kernel):
-        if cfg.packing and not packing_supported(model, examples, pad_id):
-            if announce:
-                print(f"note: {type(_base(model)).__name__} does not separate packed sequences; using padded batches")
-            cfg = dataclasses.replace(cfg, packing=False)
-        # Two forward passes before one backward would confuse DDP's gradient hooks.
-        if cfg.shared_prefix and (world > 1 or cfg.packing or not prefix_supported(model, examples, pad_id)):
-            cfg = dataclasses.replace(cfg, shared_prefix=False)
-    return cfg, kernel
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Build a verified chemistry dataset: ``seqtune data chem --task smiles2iupac --source moses --n 100000 --out DIR``.
 
 The source is permuted with the seed and cut into shards; workers name and
-verify each shard (see :mod:`.pipeline`) and the parent then walks the shards
+verify each shard (see :mod:`.shards`) and the parent then walks the shards
 in order, deduplicates, stops at ``n`` pairs and splits. Because the walk is in
 shard order, the output depends only on the seed and settings, never on the
 number of workers or on which shards were cached.
@@ -22,8 +22,13 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import CHEM_TASKS, molecules, naming, opsin, sources
-from .pipeline import (
+from seqtune.io import atomic_write_text
+from seqtune.runtime import package_versions
+
+from .. import CHEM_TASKS, molecules, naming, opsin
+from ..tasks import check_task, make_example
+from . import sources
+from .shards import (
     PIPELINE_VERSION,
     Record,
     Settings,
@@ -33,10 +38,8 @@ from .pipeline import (
     remove_created,
     start_pool,
     stop_pool,
-    write_atomic,
 )
 from .splits import SPLITS, split_random, split_scaffold
-from .tasks import check_task, make_example
 
 
 @dataclass
@@ -177,15 +180,8 @@ def _shard_key(source_meta: dict, seed: int, shard_size: int, settings: Settings
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"opsin": opsin.opsin_version(), "openclatura": naming.openclatura_version()}
-    for pkg in ("rdkit", "pyopsin", "py2opsin", "jpype1", "chemicals"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
+    return {"opsin": opsin.opsin_version(), "openclatura": naming.openclatura_version(),
+            **package_versions(("rdkit", "pyopsin", "py2opsin", "jpype1", "chemicals"), missing="not installed")}
 
 
 def build_dataset(
@@ -287,7 +283,7 @@ def build_dataset(
             + "\n"
             for r in parts[name]
         ]
-        write_atomic(out / f"{name}.jsonl", "".join(lines))
+        atomic_write_text(out / f"{name}.jsonl", "".join(lines))
     provenance = {
         "task": task,
         "source": data.meta,
@@ -307,7 +303,7 @@ def build_dataset(
         "excluded_from": [str(p) for p in exclude or []],
         "scaffolds": {s: len({r.get("scaffold", "") for r in parts[s]}) for s in SPLITS},
     }
-    write_atomic(out / "provenance.json", json.dumps(provenance, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(out / "provenance.json", json.dumps(provenance, indent=2, sort_keys=True) + "\n")
     if not keep_shards:
         import shutil
 

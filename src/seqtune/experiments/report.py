@@ -18,9 +18,8 @@ import markupsafe
 import pandas as pd
 
 from seqtune.errors import SeqtuneError
-from seqtune.io import atomic_write_bytes, atomic_write_text, read_jsonl
-from seqtune.plots import Plot, make_plots
-from seqtune.results import (
+from seqtune.experiments.plots import Plot, make_plots
+from seqtune.experiments.results import (
     collect,
     display_columns,
     error_line,
@@ -31,6 +30,7 @@ from seqtune.results import (
     score_columns,
     write_results,
 )
+from seqtune.io import atomic_write_bytes, atomic_write_text, read_jsonl
 
 PLOTS_DIR = "report_plots"
 WORST_N = 10

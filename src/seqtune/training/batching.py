@@ -1,4 +1,4 @@
-"""Turning encoded examples into steps, micro-batches and tensors.
+"""From (input, output) pairs to token examples, and from examples to steps, micro-batches and tensors.
 
 Packed (padding-free) batches put every sequence of a micro-batch in one row with
 `position_ids` restarting at 0 for each; transformers then masks attention per
@@ -8,8 +8,13 @@ sequence, so packing changes no result, only removes the padding.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+
+from seqtune.data import Pair
+from seqtune.errors import DataError
+from seqtune.prompts import PromptFormat, encode_example
 
 
 @dataclass(frozen=True)
@@ -21,6 +26,31 @@ class Example:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+@dataclass
+class Encoded:
+    """A split's examples; `kept[i]` is the pair `examples[i]` was made from."""
+
+    examples: list[Example]
+    kept: list[Pair]
+    dropped: int
+
+
+def encode_pairs(pairs: list[Pair], tokenizer: Any, fmt: PromptFormat, instruction: str, max_length: int,
+                 overlength: str, split: str) -> Encoded:
+    """Tokenise pairs; over-long ones are dropped (and counted) or reported, never cut."""
+    examples, kept, dropped = [], [], 0
+    for p in pairs:
+        ids, mask = encode_example(tokenizer, fmt, p.input, p.output, p.instruction or instruction)
+        if len(ids) > max_length:
+            if overlength == "error":
+                raise DataError(f"{p.where or split}: example is {len(ids)} tokens, over data.max_length={max_length}")
+            dropped += 1
+            continue
+        examples.append(Example(tuple(ids), tuple(mask)))
+        kept.append(p)
+    return Encoded(examples, kept, dropped)
 
 
 def step_order(n: int, batch_size: int, seed: int, epoch: int, lengths: list[int] | None = None,

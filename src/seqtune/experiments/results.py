@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from seqtune.config_sources import flatten
 from seqtune.errors import SeqtuneError
 from seqtune.io import atomic_write_text, read_jsonl
 
@@ -43,17 +44,6 @@ NOT_SETTINGS = {"out_dir", "train.progress", "train.logger", "train.resume", "tr
 ONE_DECIMAL = {"exact_match", "base_exact_match", "baseline_exact_match", "train_min", "examples_per_s"}
 SEARCH_DEPTH = 3
 SKIP_DIRS = {"model", "predictions", "checkpoints", "report_plots"}
-
-
-def flatten(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """`{"data": {"train_size": 1}}` -> `{"data.train_size": 1}`."""
-    flat: dict[str, Any] = {}
-    for key, value in nested.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def find_runs(root: str | Path) -> list[Path]:

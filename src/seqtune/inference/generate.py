@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from seqtune.train import autocast_dtype
+from seqtune.runtime import autocast_dtype
 
 
 @torch.inference_mode()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
-import importlib.util
 import io
 import os
 import subprocess
@@ -17,6 +16,8 @@ import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from seqtune.runtime import cache_dir, package_dir
 
 MOSES_WHEEL = "molsets-0.3.1-py3-none-any.whl"
 MOSES_REQUIREMENT = "molsets==0.3.1"
@@ -47,11 +48,6 @@ class SourceData:
 
     def record_id(self, index: int) -> str:
         return self.ids[index] if self.ids is not None else f"{self.name}:{index}"
-
-
-def cache_dir() -> Path:
-    """``$SEQTUNE_CACHE`` or ``~/.cache/seqtune``."""
-    return Path(os.environ.get("SEQTUNE_CACHE") or Path.home() / ".cache" / "seqtune")
 
 
 def _sha256(data: bytes) -> str:
@@ -99,10 +95,10 @@ def load_moses(source: str = "moses") -> SourceData:
 
 
 def _chemicals_dir() -> Path:
-    spec = importlib.util.find_spec("chemicals")
-    if spec is None or not spec.submodule_search_locations:
+    found = package_dir("chemicals")
+    if found is None:
         raise RuntimeError("The 'chemicals' package is not installed (pip install 'seqtune[chem]')")
-    return Path(next(iter(spec.submodule_search_locations))) / "Identifiers"
+    return found / "Identifiers"
 
 
 def load_pubchem() -> SourceData:
@@ -213,7 +209,7 @@ def exclusion_keys(paths: list[str | Path]) -> frozenset[str]:
     """InChIKeys of every molecule in these files (JSONL/CSV with a ``smiles`` column, or
     one SMILES per line): a build given them never emits those molecules, so a holdout
     stays out of every training set built after it, whatever SMILES spells it."""
-    from .molecules import inchikey_from_smiles
+    from ..molecules import inchikey_from_smiles
 
     keys: set[str] = set()
     for path in paths:

@@ -9,8 +9,7 @@ from typing import Any
 
 from seqtune.data import SUFFIXES, read_rows, text_field
 from seqtune.errors import DataError, SeqtuneError
-from seqtune.formats import encode_prompt
-from seqtune.generate import generate
+from seqtune.inference.generate import generate
 from seqtune.io import (
     atomic_open,
     atomic_write_json,
@@ -22,6 +21,7 @@ from seqtune.io import (
     write_error,
 )
 from seqtune.metrics import score
+from seqtune.prompts import encode_prompt
 
 
 def read_inputs(source: str, input_column: str, output_column: str) -> tuple[list[str], list[str] | None]:
@@ -211,8 +211,8 @@ def evaluate_model(model_dir: str, holdouts: list[str], out_dir: str | None = No
     folder's holdouts/ beside the model). `checkpoint`: a training checkpoint of the same
     run (RUN/checkpoints/step-N) whose weights replace the final ones, for learning curves.
     Returns {name: scores}."""
-    from seqtune.checkpoint import load_weights
     from seqtune.modeling import load_finetuned
+    from seqtune.training.checkpoint import load_weights
 
     files = {name: Path(HOLDOUTS.get(name, name)) for name in holdouts}
     for name, path in files.items():

@@ -140,6 +140,15 @@ class PromptFormat:
         except jinja2.TemplateError as err:
             raise ConfigError(f"model.format {self.name!r}: template error ({err})") from None
 
+    @property
+    def shows_instruction(self) -> bool:
+        """Whether the prompt has a place for the instruction (chat puts it in the user turn)."""
+        if self.template is None:
+            return True
+        from jinja2 import meta
+
+        return "instruction" in meta.find_undeclared_variables(_env.parse(self.template))
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "template": self.template, "input_split": self.input_split,
                 "output_split": self.output_split}
@@ -158,6 +167,14 @@ def get_format(spec: str, input_split: str = "none", output_split: str = "none")
             raise ConfigError(f"{key}: {how!r} is not one of {', '.join(SPLITS)}")
     fmt = _template_format(spec)
     return PromptFormat(fmt.name, fmt.template, input_split, output_split)
+
+
+def require_instruction_slot(fmt: PromptFormat, source: str | None) -> None:
+    """Per-row instructions (from `source`; None = there are none) need a prompt that shows them:
+    elsewhere every row would silently get the same prompt."""
+    if source and not fmt.shows_instruction:
+        raise ConfigError(f"model.format: {fmt.name!r} has no instruction slot for the per-row instructions of "
+                          f"{source}; use instruct, chat, or a template using {{{{ instruction }}}}")
 
 
 def _template_format(spec: str) -> PromptFormat:
