@@ -21,7 +21,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-KEEP = ("config.yaml", "metrics.json", "epochs.jsonl", "run.json")
+from seqtune.rundir import CONFIG, EPOCHS, METRICS, RUN_INFO, RunDir  # noqa: E402
+
+KEEP = (CONFIG, METRICS, EPOCHS, RUN_INFO)
 
 
 def _json(path: Path) -> dict | None:
@@ -29,12 +31,13 @@ def _json(path: Path) -> dict | None:
 
 
 def _last_epoch(run: Path) -> dict:
-    lines = (run / "epochs.jsonl").read_text().splitlines() if (run / "epochs.jsonl").is_file() else []
+    epochs = RunDir(run).epochs
+    lines = epochs.read_text().splitlines() if epochs.is_file() else []
     return json.loads(lines[-1]) if lines else {}
 
 
 def row(run: Path) -> dict | None:
-    metrics = _json(run / "metrics.json")
+    metrics = _json(RunDir(run).metrics)
     if metrics is None:
         return None
     tuned, train = metrics["tuned"], metrics["train"]
@@ -98,8 +101,9 @@ def keep(run: Path, out: Path, prefix: str = "") -> None:
     for name in KEEP:
         if (run / name).is_file():
             shutil.copy2(run / name, dest / name)
-    for f in (run / "holdouts").rglob("*.json") if (run / "holdouts").is_dir() else []:
-        target = dest / "holdouts" / f.relative_to(run / "holdouts")
+    holdouts = RunDir(run).holdouts
+    for f in holdouts.rglob("*.json") if holdouts.is_dir() else []:
+        target = RunDir(dest).holdouts / f.relative_to(holdouts)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(f, target)
 

@@ -17,6 +17,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -37,7 +38,7 @@ def train_config(**overrides):
     return TrainConfig(**kw)
 
 
-def run(model_dir: str | Path, out_dir: str | Path, **overrides) -> tuple[dict, dict[str, torch.Tensor]]:
+def run(model_dir: str | Path, out_dir: str | Path, **overrides) -> tuple[Any, dict[str, torch.Tensor]]:
     """Train (resuming from OUT_DIR's checkpoints if any); returns (train state, final weights)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -59,7 +60,7 @@ def comparable(history: list[dict]) -> list[dict]:
 
 
 def _slow_steps(seconds: float) -> None:
-    import seqtune.training.loop as train_mod
+    import seqtune.training.step as train_mod
 
     real = train_mod.completion_loss
 
@@ -112,8 +113,8 @@ def main(argv: list[str]) -> int:
     state, weights = run(a.model_dir, a.out_dir)
     out = Path(a.out_dir)
     torch.save(weights, out / "final.pt")
-    (out / "result.json").write_text(json.dumps({"history": comparable(state["history"]),
-                                                 "global_step": state["global_step"]}))
+    (out / "result.json").write_text(json.dumps({"history": comparable(state.history),
+                                                 "global_step": state.global_step}))
     return 0
 
 

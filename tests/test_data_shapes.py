@@ -252,7 +252,7 @@ def test_scaffold_split_refuses_data_that_brings_its_splits(tmp_path):
 
 def test_seqtune_run_on_a_json_array_of_prompt_completion_with_row_instructions(tmp_path, tiny_llama_dir,
                                                                                  monkeypatch):
-    import seqtune.pipeline as pipeline
+    import seqtune.inference.decode as decode
     from seqtune.cli import main
 
     words = ["methane", "ethane", "propane", "butane", "pentane", "hexane", "heptane", "octane"]
@@ -269,13 +269,13 @@ def test_seqtune_run_on_a_json_array_of_prompt_completion_with_row_instructions(
         "generate": {"max_new_tokens": 4},
     }))
     seen = []
-    real = pipeline.encode_prompt
+    real = decode.encode_prompt
 
     def spy(tok, fmt, text, instruction):
         seen.append((text, instruction))
         return real(tok, fmt, text, instruction)
 
-    monkeypatch.setattr(pipeline, "encode_prompt", spy)
+    monkeypatch.setattr(decode, "encode_prompt", spy)
     assert main(["run", str(config)]) == 0
     run = tmp_path / "run"
     saved = [json.loads(x) for x in (run / "data" / "train.jsonl").read_text().splitlines()]

@@ -204,10 +204,10 @@ def model_folder(tiny_llama_dir, tmp_path_factory) -> Path:
 @posix_only
 @pytest.mark.parametrize("case", ["a folder", "inside a file", "read-only folder"])
 def test_predict_output_checked_before_decoding(tmp_path, model_folder, capsys, monkeypatch, case, request):
-    import seqtune.inference.predict as predict
+    import seqtune.inference.decode as decode
 
     decoded = []
-    monkeypatch.setattr(predict, "generate", lambda *a, **k: decoded.append(a) or _raise(RuntimeError("decoded"))())
+    monkeypatch.setattr(decode, "generate", lambda *a, **k: decoded.append(a) or _raise(RuntimeError("decoded"))())
     inputs = tmp_path / "in.txt"
     inputs.write_text("CCO\nCCN\n")
     if case == "a folder":
@@ -238,7 +238,7 @@ def test_predict_to_a_writable_output_still_works(tmp_path, model_folder, capsys
 
 
 def _nan_loss_from_call(n: int, value: float):
-    import seqtune.training.loop as train_mod
+    import seqtune.training.step as train_mod
 
     real, calls = train_mod.completion_loss, {"n": 0}
 
@@ -281,7 +281,7 @@ NAN_CASES = {
 @pytest.mark.parametrize("name", list(NAN_CASES))
 def test_nan_or_inf_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_path, tiny_llama_dir, capsys,
                                                                           monkeypatch, name):
-    import seqtune.training.loop as train_mod
+    import seqtune.training.step as train_mod
 
     overrides, patch, text, good_step = NAN_CASES[name]
     if patch and patch[0] == "loss":
@@ -386,7 +386,7 @@ def test_changed_lora_setting_on_resume_is_one_line_exit_2(tmp_path, tiny_llama_
 def uninterrupted(tiny_llama_dir, tmp_path_factory):
     with one_thread():
         state, weights = helper.run(tiny_llama_dir, tmp_path_factory.mktemp("uninterrupted"))
-    return helper.comparable(state["history"]), weights
+    return helper.comparable(state.history), weights
 
 
 class _Stop(Exception):
@@ -407,7 +407,7 @@ def _flip_a_byte(path: Path) -> None:
                                          (_truncate, "state.json")])
 def test_damaged_latest_checkpoint_resumes_from_the_previous_to_the_same_result(
         tmp_path, tiny_llama_dir, uninterrupted, monkeypatch, capsys, damage, file):
-    import seqtune.training.loop as train_mod
+    import seqtune.training.step as train_mod
 
     real, calls = train_mod.completion_loss, {"n": 0}
 
@@ -435,7 +435,7 @@ def test_damaged_latest_checkpoint_resumes_from_the_previous_to_the_same_result(
     assert len(said) == 1 and "step-00000009" in said[0] and "step-00000008" in said[0], printed
     assert any(x.startswith(f"resuming from {ckpts / 'step-00000008'}") for x in printed), printed
     ref_history, ref_weights = uninterrupted
-    assert helper.comparable(state["history"]) == ref_history
+    assert helper.comparable(state.history) == ref_history
     for n, w in ref_weights.items():
         assert torch.equal(weights[n], w), n
 

@@ -6,8 +6,8 @@ from tiny import make_model, make_tokenizer
 
 from seqtune.prompts import encode_example, get_format
 from seqtune.training.batching import Example, collate
-from seqtune.training.loop import completion_loss
 from seqtune.training.prefix import common_prefix, prefix_batch, prefix_supported
+from seqtune.training.step import completion_loss
 
 PAIRS = [("CCO", "ethanol"), ("CCCCN", "butan-1-amine"), ("c1ccccc1O", "phenol"), ("CC(=O)O", "acetic acid")]
 INSTRUCTION = "Translate the SMILES string of a molecule into its IUPAC name."
@@ -58,7 +58,7 @@ def test_llama_supports_prefix_sharing():
 
 
 def test_training_with_shared_prefix_matches_padded(tmp_path, monkeypatch):
-    import seqtune.training.loop as tr
+    import seqtune.training.step as tr
     from seqtune.config import TrainConfig
     from seqtune.training.loop import train
     from seqtune.training.prefix import worth_sharing
@@ -80,7 +80,7 @@ def test_training_with_shared_prefix_matches_padded(tmp_path, monkeypatch):
         runs.append((train(model, ex[:20], ex[20:], cfg, tmp_path / str(shared), tok.pad_token_id or 0), model))
     (a, ma), (b, mb) = runs
     assert len(calls) >= 2  # two epochs of one 16-example step each went through the prefix path
-    for ha, hb in zip(a["history"], b["history"]):
+    for ha, hb in zip(a.history, b.history):
         assert ha["train_loss"] == pytest.approx(hb["train_loss"], rel=1e-4)
         assert ha["eval_loss"] == pytest.approx(hb["eval_loss"], rel=1e-4)
     for p, q in zip(ma.parameters(), mb.parameters()):

@@ -123,8 +123,8 @@ def reference(tiny_llama_dir, tmp_path_factory):
     """The uninterrupted run: per-epoch records and final weights."""
     with one_thread():
         state, weights = helper.run(tiny_llama_dir, tmp_path_factory.mktemp("reference"))
-    assert state["global_step"] == LAST_STEP
-    return helper.comparable(state["history"]), weights
+    assert state.global_step == LAST_STEP
+    return helper.comparable(state.history), weights
 
 
 def assert_same_as(reference, history: list[dict], weights: dict[str, torch.Tensor]) -> None:
@@ -287,8 +287,9 @@ def test_sigint_in_process_saves_restores_handlers_and_resumes(tmp_path, tiny_ll
     """Ctrl-C at step 11 (not a save point): TrainingInterrupted, a checkpoint at step 11, the
     caller's SIGINT handler back in place; the resumed run ends as the uninterrupted one."""
     import seqtune.training.loop as train_mod
+    import seqtune.training.step as step_mod
 
-    real, calls = train_mod.completion_loss, {"n": 0}
+    real, calls = step_mod.completion_loss, {"n": 0}
 
     def interrupt_at_step_11(model, batch, keep):
         calls["n"] += 1
@@ -296,17 +297,17 @@ def test_sigint_in_process_saves_restores_handlers_and_resumes(tmp_path, tiny_ll
             os.kill(os.getpid(), signal.SIGINT)
         return real(model, batch, keep)
 
-    monkeypatch.setattr(train_mod, "completion_loss", interrupt_at_step_11)
+    monkeypatch.setattr(step_mod, "completion_loss", interrupt_at_step_11)
     before = signal.getsignal(signal.SIGINT)
     out = tmp_path / "run"
     with one_thread(), pytest.raises(train_mod.TrainingInterrupted, match=r"stopped by SIGINT.*run again to resume"):
         helper.run(tiny_llama_dir, out)
     assert signal.getsignal(signal.SIGINT) is before
     assert latest_checkpoint(out / "checkpoints").name == "step-00000011"
-    monkeypatch.setattr(train_mod, "completion_loss", real)
+    monkeypatch.setattr(step_mod, "completion_loss", real)
     with one_thread():
         state, weights = helper.run(tiny_llama_dir, out)
-    assert_same_as(reference, helper.comparable(state["history"]), weights)
+    assert_same_as(reference, helper.comparable(state.history), weights)
 
 
 @pytest.mark.parametrize("how", ["oserror", "dev-full"])
@@ -362,7 +363,7 @@ def test_disk_full_during_checkpoint(tmp_path, tiny_llama_dir, reference, monkey
     monkeypatch.undo()
     with one_thread():
         state, weights = helper.run(tiny_llama_dir, out)
-    assert_same_as(reference, helper.comparable(state["history"]), weights)
+    assert_same_as(reference, helper.comparable(state.history), weights)
 
 
 # --- atomic writes --------------------------------------------------------------------------

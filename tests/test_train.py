@@ -10,7 +10,8 @@ from seqtune.config import TrainConfig, load_config
 from seqtune.pipeline import run_pipeline
 from seqtune.prompts import encode_example, get_format
 from seqtune.training.batching import Example, collate
-from seqtune.training.loop import completion_loss, train
+from seqtune.training.loop import train
+from seqtune.training.step import completion_loss
 
 WORDS = ["methyl", "ethyl", "propyl", "butyl", "pentyl", "hexyl", "oxy", "amino", "hydroxy", "chloro",
          "bromo", "fluoro", "benzene", "ethanol", "acid", "CCO", "CCN", "c1ccccc1", "CC(C)O", "CC(=O)O"]
@@ -121,8 +122,8 @@ def test_resume_reaches_same_loss(tmp_path, save_every, packing):
         _train_run(tmp_path / "b", tok, model, stop_after_epoch=1, save_every_steps=save_every, packing=packing)
     fresh = make_model("llama", len(tok), seed=99)  # resumed weights must come from the checkpoint
     resumed = _train_run(tmp_path / "b", tok, fresh, save_every_steps=save_every, packing=packing)
-    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in ref["history"]]
-    assert [h["eval_loss"] for h in resumed["history"]] == [h["eval_loss"] for h in ref["history"]]
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in ref.history]
+    assert [h["eval_loss"] for h in resumed.history] == [h["eval_loss"] for h in ref.history]
     for (n, p), (_, q) in zip(ref_model.named_parameters(), fresh.named_parameters()):
         assert torch.equal(p, q), n
 
@@ -156,7 +157,7 @@ def _oom_above(limit):
 
 
 def test_oom_message_names_batch_to_try(tmp_path, monkeypatch):
-    import seqtune.training.loop as tr
+    import seqtune.training.step as tr
     from seqtune.errors import SeqtuneError
 
     tok = make_tokenizer("llama")
@@ -166,7 +167,7 @@ def test_oom_message_names_batch_to_try(tmp_path, monkeypatch):
 
 
 def test_oom_halving_gives_same_result(tmp_path, monkeypatch):
-    import seqtune.training.loop as tr
+    import seqtune.training.step as tr
 
     tok = make_tokenizer("llama")
     ref_model = make_model("llama", len(tok), seed=3)
@@ -174,7 +175,7 @@ def test_oom_halving_gives_same_result(tmp_path, monkeypatch):
     monkeypatch.setattr(tr, "completion_loss", _oom_above(60))
     model = make_model("llama", len(tok), seed=3)
     got = _train_run(tmp_path / "b", tok, model, oom_halving=True)
-    for a, b in zip(ref["history"], got["history"]):
+    for a, b in zip(ref.history, got.history):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
     for p, q in zip(ref_model.parameters(), model.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)

@@ -142,6 +142,9 @@ class TrainConfig:
     # auto = bf16 autocast where the hardware runs it fast (CUDA, or a CPU with AMX/AVX512-BF16).
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     seed: int = 42  # Model initialisation and batch-order seed.
+    # Log the running training loss every N optimiser steps, and at each epoch end. Each log
+    # reads the loss back from the device (a sync that stalls a GPU's queue of work).
+    log_every: int = 10
     # Save a checkpoint every N optimiser steps as well as at each epoch end (0 = epoch ends only).
     save_every_steps: int = 0
     keep_checkpoints: int = 2  # Complete checkpoints kept (0 = all).
@@ -165,10 +168,11 @@ class GenerateConfig:
     num_beams: int = 1  # Beam search width (1 = greedy).
     max_new_tokens: int = 128  # Longest output decoded, in tokens.
     batch_size: int = 64  # Inputs decoded together.
-    # Verified decoding for chemistry tasks: opsin keeps the first of `candidates` beams whose
-    # name parses back (OPSIN) to the input molecule.
+    # Verified decoding for chemistry tasks: opsin decodes max(num_beams, candidates) beams and
+    # keeps the first whose output round-trips (OPSIN, RDKit) to the input molecule, else the
+    # top beam; `seqtune run` and `seqtune predict --verify opsin` share this rule.
     verify: Literal["none", "opsin"] = "none"
-    candidates: int = 1  # Beams tried by verify (needs num_beams >= candidates).
+    candidates: int = 1  # Beams verify tries: max(num_beams, candidates), all decoded (needs num_beams >= candidates).
 
 
 @dataclass
@@ -251,7 +255,7 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
 def _check_ranges(cfg: RunConfig) -> None:
     d, m, t, g = cfg.data, cfg.model, cfg.train, cfg.generate
     positive = {
-        "train.epochs": t.epochs, "train.batch_size": t.batch_size, "train.lr": t.lr,
+        "train.epochs": t.epochs, "train.batch_size": t.batch_size, "train.lr": t.lr, "train.log_every": t.log_every,
         "generate.num_beams": g.num_beams, "generate.max_new_tokens": g.max_new_tokens,
         "generate.batch_size": g.batch_size, "generate.candidates": g.candidates,
         "data.max_length": d.max_length, "model.lora_r": m.lora_r, "model.lora_alpha": m.lora_alpha,

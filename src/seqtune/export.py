@@ -20,6 +20,7 @@ from seqtune.io import atomic_write_json, atomic_write_text, replace_dir
 from seqtune.model_card import base_hub_id, write_model_card
 from seqtune.modeling import FORMAT_FILE
 from seqtune.prompts import PromptFormat, encode_prompt
+from seqtune.rundir import RunDir
 
 _CHAT_TEMPLATE_FILE = "chat_template.jinja"
 # Inputs the rebuilt chat template must tokenise exactly as seqtune does before it is kept.
@@ -142,8 +143,8 @@ def finish_model_folder(folder: str | Path, tuned: dict[str, Any] | None = None,
     meta = _read_json(folder / FORMAT_FILE)
     if not meta:
         raise SeqtuneError(f"{folder}: not a seqtune model folder (no readable {FORMAT_FILE})")
-    run = Path(run_dir) if run_dir else folder.parent
-    metrics = _read_json(run / "metrics.json")
+    run = RunDir(run_dir if run_dir else folder.parent)
+    metrics = _read_json(run.metrics)
     scores = tuned if tuned is not None else (metrics.get("tuned") or meta.get("test_scores") or {})
     meta.update(write_prompt_files(folder, meta))
     meta.setdefault("command", command or run_command())
@@ -152,7 +153,7 @@ def finish_model_folder(folder: str | Path, tuned: dict[str, Any] | None = None,
     max_new = int(meta.get("config", {}).get("generate", {}).get("max_new_tokens", 128))
     write_generation_config(folder, max_new)
     atomic_write_json(folder / FORMAT_FILE, meta)
-    write_model_card(folder, meta, _read_json(run / "run.json"), metrics)
+    write_model_card(folder, meta, _read_json(run.run_info), metrics)
 
 
 def export_run(run_dir: str | Path, output: str | Path, dtype: str = "bf16", push_to_hub: str | None = None,
@@ -161,7 +162,7 @@ def export_run(run_dir: str | Path, output: str | Path, dtype: str = "bf16", pus
     `output` atomically; pushed to the Hub repo `push_to_hub` if given."""
     if dtype not in ("bf16", "fp32"):
         raise SeqtuneError(f"--dtype: {dtype!r} is not bf16 or fp32")
-    src = Path(run_dir) / "model"
+    src = RunDir(run_dir).model
     if not (src / FORMAT_FILE).is_file():
         raise SeqtuneError(f"{run_dir}: no finished model in {src} (run `seqtune run` to the end first)")
     output = Path(output)
@@ -171,7 +172,7 @@ def export_run(run_dir: str | Path, output: str | Path, dtype: str = "bf16", pus
     _convert_weights(tmp, dtype)
     # A run made before commands were recorded is reproduced by its resolved config.
     made_by = _read_json(src / FORMAT_FILE).get("command") or shlex.join(
-        ["seqtune", "run", str(Path(run_dir) / "config.yaml")])
+        ["seqtune", "run", str(RunDir(run_dir).config)])
     finish_model_folder(tmp, run_dir=run_dir, command=made_by)
     meta = _read_json(tmp / FORMAT_FILE)
     meta["exported_with"] = run_command()

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from seqtune.errors import SeqtuneError
+from seqtune.rundir import LOCK as LOCK_FILE
 
-LOCK_FILE = ".seqtune.lock"
 # Errors that mean "this place cannot take the file" rather than a bug: reported as one line.
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG}
 

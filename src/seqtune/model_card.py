@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from seqtune.chem import CHEM_TASKS
+from seqtune.chem import CHEM_TASKS, INPUT_KINDS
 from seqtune.prompts import SMILES_TOKEN
 
 # Scores shown in model-index: the ones a reader compares models by (losses stay in the table).
@@ -69,7 +69,7 @@ def card_data(meta: dict[str, Any], dataset_label: str) -> Any:
 def transformers_snippet(meta: dict[str, Any]) -> str:
     """Python that prompts and decodes this folder exactly as seqtune does, with transformers alone."""
     fmt = meta["format"]
-    example = "CCO" if meta.get("task") in CHEM_TASKS and meta.get("task") != "iupac2smiles" else "ethanol"
+    example = "CCO" if INPUT_KINDS.get(meta.get("task")) == "smiles" else "ethanol"
     lines = ["from transformers import AutoModelForCausalLM, AutoTokenizer", "",
              'model_dir = "."  # this folder, or its Hub repo id',
              "tok = AutoTokenizer.from_pretrained(model_dir)",

@@ -1,6 +1,6 @@
 """`seqtune run`: data -> base-model scores -> training (scored each epoch) -> export -> final scores.
 
-Run folder (the contract with sweeps and reports):
+Run folder (the contract with sweeps and reports; paths from seqtune.rundir.RunDir):
   config.yaml, run.json          resolved config; versions, data hash, parameter count
   data/{train,val,test}.jsonl     the exact splits used
   epochs.jsonl                    one record per finished epoch (losses, scores, timing)
@@ -17,7 +17,7 @@ import platform
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -26,13 +26,17 @@ from seqtune.config import RunConfig, config_to_dict, save_config
 from seqtune.data import Pair, Splits, load_splits, save_splits
 from seqtune.errors import ConfigError, DataError, SeqtuneError
 from seqtune.export import finish_model_folder
-from seqtune.inference.generate import generate
+from seqtune.inference.decode import DecodeSettings, decode_rows
 from seqtune.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, run_folder_lock, write_error
 from seqtune.metrics import score
 from seqtune.modeling import ModelInfo, count_params, load_model, save_model
-from seqtune.prompts import PromptFormat, encode_example, encode_prompt, get_format, require_instruction_slot
+from seqtune.prompts import PromptFormat, encode_example, get_format, require_instruction_slot
+from seqtune.rundir import EPOCH_COUNTERS, RunDir
 from seqtune.runtime import loaded_allocator, package_versions
 from seqtune.training.batching import Encoded, Example, encode_pairs
+
+if TYPE_CHECKING:
+    from seqtune.training.loop import TrainState
 
 
 def versions() -> dict[str, str]:
@@ -87,33 +91,12 @@ def augmented_epochs(cfg: RunConfig, enc: Encoded, tok: Any, fmt: PromptFormat) 
 
 def predict_pairs(model: Any, tokenizer: Any, fmt: PromptFormat, instruction: str, pairs: list[Pair],
                   cfg: RunConfig, task: str, progress: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Decode the inputs of `pairs` and score the outputs against their references."""
-    prompts = [encode_prompt(tokenizer, fmt, p.input, p.instruction or instruction) for p in pairs]
+    """Decode the inputs of `pairs` and score the outputs against their references (the path
+    `seqtune predict` takes too: inference.decode)."""
     g = cfg.generate
-    verify = g.verify != "none"
-    k = max(g.candidates, g.num_beams) if verify else 1
-    outs = generate(model, tokenizer, prompts, num_beams=max(g.num_beams, k), num_return=k,
-                    max_new_tokens=g.max_new_tokens, batch_size=g.batch_size, precision=cfg.train.precision,
-                    progress=progress, text_of=fmt.output_text)
-    inputs, refs = [p.input for p in pairs], [p.output for p in pairs]
-    preds = [c[0] if c else "" for c in outs]
-    extra: list[dict[str, Any]] = [{} for _ in pairs]
-    top_summary = None
-    if verify:
-        from seqtune.chem.verify import first_consistent
-
-        top_summary, _ = score(task, inputs, preds, refs)
-        picks = first_consistent(task, inputs, outs)
-        extra = [{"verified": pick is not None, "top_beam": top} for pick, top in zip(picks, preds)]
-        preds = [c[pick] if pick is not None else top for c, pick, top in zip(outs, picks, preds)]
-    summary, rows = score(task, inputs, preds, refs)
-    if top_summary is not None:
-        # What verification adds: the same scores for the plain top beam.
-        summary.update({f"top_beam_{k}": v for k, v in top_summary.items() if k != "n"})
-        summary["verified_pct"] = 100.0 * sum(e["verified"] for e in extra) / max(len(extra), 1)
-    per_example = [{"input": i, "reference": r, "prediction": p, **row, **e}
-                   for i, r, p, row, e in zip(inputs, refs, preds, rows, extra)]
-    return summary, per_example
+    settings = DecodeSettings(g.num_beams, g.candidates, g.verify, g.max_new_tokens, g.batch_size, cfg.train.precision)
+    return decode_rows(model, tokenizer, fmt, task, [p.input for p in pairs],
+                       [p.instruction or instruction for p in pairs], [p.output for p in pairs], settings, progress)
 
 
 def score_baseline(task: str, pairs: list[Pair]) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
@@ -216,10 +199,11 @@ def _run(cfg: RunConfig, splits: Splits, fmt: PromptFormat, dist: Any) -> dict[s
     model.to(dist.device)
     if not dist.is_main_process:
         return _train_only(cfg, model, enc, tok, out, splits, fmt)
+    run = RunDir(out)
     with _write_errors(out, "the run folder"):
-        save_config(cfg, out / "config.yaml")
-        save_splits(splits, out / "data")
-        atomic_write_json(out / "run.json", {
+        save_config(cfg, run.config)
+        save_splits(splits, run.data)
+        atomic_write_json(run.run_info, {
             "versions": versions(), "data_hash": splits.digest(), "data": splits.stats,
             "dropped_overlength": {k: v.dropped for k, v in enc.items()},
             "n_params": n_params, "n_trainable": n_trainable, "model": cfg.model.name,
@@ -236,7 +220,7 @@ def _run(cfg: RunConfig, splits: Splits, fmt: PromptFormat, dist: Any) -> dict[s
             return {}
         summary, rows = predict_pairs(trained, tok, fmt, instruction, test_pairs, cfg, cfg.data.task,
                                       cfg.train.progress)
-        atomic_write_jsonl(out / "predictions" / f"epoch-{epoch}.jsonl", rows)
+        atomic_write_jsonl(run.epoch_predictions(epoch), rows)
         return {k: v for k, v in summary.items() if k != "n"}
 
     from seqtune.training.loop import train
@@ -256,7 +240,8 @@ def _score_base(cfg: RunConfig, model: Any, tok: Any, fmt: PromptFormat, test_pa
     """The untrained model's test scores (cached in the run folder for a resumed run)."""
     if not (cfg.evaluate_base and test_pairs):
         return None
-    base_file, cached = out / "predictions" / "base.jsonl", out / "predictions" / "base.json"
+    run = RunDir(out)
+    base_file, cached = run.prediction("base"), run.base_scores
     if cached.is_file() and base_file.is_file():
         return json.loads(cached.read_text())
     print(f"scoring the base model on {len(test_pairs)} test pairs")
@@ -268,38 +253,37 @@ def _score_base(cfg: RunConfig, model: Any, tok: Any, fmt: PromptFormat, test_pa
 
 
 def _finish(cfg: RunConfig, model: Any, tok: Any, fmt: PromptFormat, splits: Splits, enc: dict[str, Encoded],
-            state: dict[str, Any], base: dict[str, Any] | None, params: tuple[int, int]) -> dict[str, Any]:
+            state: TrainState, base: dict[str, Any] | None, params: tuple[int, int]) -> dict[str, Any]:
     """Final test scores, the exported model, and metrics.json (written last: the run is done)."""
-    out, task, instruction = Path(cfg.out_dir), cfg.data.task, cfg.data.instruction
+    run, task, instruction = RunDir(cfg.out_dir), cfg.data.task, cfg.data.instruction
     test_pairs = enc["test"].kept
-    history = state["history"]
+    history = state.history
     last_epoch = history[-1]["epoch"] if history else 0
-    last_preds = out / "predictions" / f"epoch-{last_epoch}.jsonl"
+    last_preds = run.epoch_predictions(last_epoch)
     if cfg.train.eval_generate and last_preds.is_file():
-        tuned = {k: v for k, v in history[-1].items()
-                 if k not in ("epoch", "step", "examples_seen", "train_examples", "train_seconds", "examples_per_s")}
-        atomic_write_text(out / "predictions" / "test.jsonl", last_preds.read_text(encoding="utf-8"))
+        tuned = {k: v for k, v in history[-1].items() if k not in EPOCH_COUNTERS}
+        atomic_write_text(run.prediction("test"), last_preds.read_text(encoding="utf-8"))
     else:
         summary, rows = predict_pairs(model, tok, fmt, instruction, test_pairs, cfg, task, cfg.train.progress)
-        atomic_write_jsonl(out / "predictions" / "test.jsonl", rows)
+        atomic_write_jsonl(run.prediction("test"), rows)
         tuned = {k: v for k, v in summary.items() if k != "n"}
     n_params, n_trainable = params
     train_info = {
         "epochs": last_epoch, "train_examples": len(enc["train"].examples),
-        "train_seconds": state["train_seconds"],
-        "examples_per_s": state["examples_seen"] / max(state["train_seconds"], 1e-9),
+        "train_seconds": state.train_seconds,
+        "examples_per_s": state.examples_seen / max(state.train_seconds, 1e-9),
         "n_params": n_params, "n_trainable": n_trainable, "model": cfg.model.name, "method": cfg.model.method,
         "format": cfg.model.format,
     }
     info = ModelInfo(fmt, task, instruction, cfg.model.name, {"config": config_to_dict(cfg)})
-    save_model(model, tok, out / "model", info)
-    finish_model_folder(out / "model", tuned=tuned, run_dir=out)  # chat template, generation config, Hub card
+    save_model(model, tok, run.model, info)
+    finish_model_folder(run.model, tuned=tuned, run_dir=run.root)  # chat template, generation config, Hub card
     baseline = None
     scored = score_baseline(task, test_pairs)
     if scored is not None:
         baseline, rows = scored
-        atomic_write_jsonl(out / "predictions" / "baseline.jsonl", rows)
+        atomic_write_jsonl(run.prediction("baseline"), rows)
     result = {"base": base, "tuned": tuned, "baseline": baseline, "train": train_info}
-    atomic_write_json(out / "metrics.json", result)
+    atomic_write_json(run.metrics, result)
     print(_table({"base": base, "tuned": tuned, "rules": baseline}))
     return result

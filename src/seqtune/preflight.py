@@ -16,31 +16,22 @@ from seqtune.prompts import get_format, require_instruction_slot
 
 
 def _time_steps(model: Any, examples: list, cfg: RunConfig, pad_id: int, n: int = 1) -> float:
-    """Seconds per optimiser step, measured on real batches the way `train` builds them
+    """Seconds per optimiser step, measured on real batches with the step `train` runs
     (the first step is warm-up)."""
-    from seqtune.runtime import autocast_dtype
-    from seqtune.training.batching import micro_batches, step_order
-    from seqtune.training.loop import completion_loss, make_batch, make_optimizer
-    from seqtune.training.speed import attention_kernel, resolve_speed_settings, supports_logits_to_keep
+    from seqtune.training import step
+    from seqtune.training.batching import step_order
+    from seqtune.training.speed import resolve_speed_plan
 
     cpu = torch.device("cpu")
-    amp = autocast_dtype(cfg.train.precision, cpu)
-    train_cfg, kernel = resolve_speed_settings(cfg.train, model, examples, pad_id, cpu)
-    keep = supports_logits_to_keep(model)
-    opt = make_optimizer(model, train_cfg)
-    order = step_order(len(examples), train_cfg.batch_size, train_cfg.seed, 0)
+    plan = resolve_speed_plan(cfg.train, model, examples, pad_id, cpu)
+    opt = step.make_optimizer(model, cfg.train)
+    order = step_order(len(examples), cfg.train.batch_size, cfg.train.seed, 0)
+    model.train()  # dropout on, as in training
     times = []
-    with attention_kernel(model, kernel):
-        for idx in order[: n + 1]:
-            t0 = time.perf_counter()
-            for mb in micro_batches(idx, examples, train_cfg.micro_batch_tokens, train_cfg.packing):
-                batch = make_batch([examples[i] for i in mb], train_cfg, pad_id, cpu)
-                with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
-                    loss = completion_loss(model, batch, keep)
-                loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            times.append(time.perf_counter() - t0)
+    for idx in order[: n + 1]:
+        t0 = time.perf_counter()
+        step.train_step(model, opt, [examples[i] for i in idx], plan, cfg.train, pad_id=pad_id, device=cpu)
+        times.append(time.perf_counter() - t0)
     return statistics.median(times[1:]) if len(times) > 1 else times[0]
 
 

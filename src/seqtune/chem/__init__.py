@@ -1,17 +1,27 @@
 """Chemistry tasks for seqtune: verified SMILES/IUPAC datasets, chemistry scores, rule-based baseline.
 
-Modules: ``build/`` (the dataset builder: sources, shards, splits, and its CLI),
-``tasks``, ``metrics`` (``score``), ``verify`` (``first_consistent``), ``baseline``
-(``predict``), ``naming`` (openclatura + OPSIN round trip), ``opsin`` (in-process
-OPSIN), ``molecules`` (RDKit helpers).
+Modules: ``tasks`` (the registry: one ``ChemTask`` per task, ``get_task``), ``scores``
+(score rows per kind of output), ``metrics`` (``score``), ``verify`` (``first_consistent``),
+``baseline`` (``predict``), ``build/`` (the dataset builder: sources, shards, splits, and
+its CLI), ``naming`` (openclatura + OPSIN round trip), ``opsin`` (in-process OPSIN),
+``molecules`` (RDKit helpers).
 
-Importing this package is cheap (no RDKit, no JVM), so the core can test
-``task in CHEM_TASKS`` without the ``chem`` extra installed; the submodules
+Importing this package is cheap (no RDKit, no JVM), so the core can ask which tasks are
+chemistry and what their inputs are without the ``chem`` extra installed; the submodules
 need it.
 """
 
-CHEM_TASKS: frozenset[str] = frozenset(
-    {"smiles2iupac", "iupac2smiles", "smiles2formula", "randomsmiles2canonical", "smiles2inchi"}
-)
+# What each task reads: a SMILES string or an IUPAC name. The server validates and draws
+# inputs by it, the model card picks its example by it; the rest of each task's behaviour
+# is its ``seqtune.chem.tasks.ChemTask``.
+INPUT_KINDS: dict[str, str] = {
+    "smiles2iupac": "smiles",
+    "iupac2smiles": "name",
+    "smiles2formula": "smiles",
+    "randomsmiles2canonical": "smiles",
+    "smiles2inchi": "smiles",
+}
 
-__all__ = ["CHEM_TASKS"]
+CHEM_TASKS: frozenset[str] = frozenset(INPUT_KINDS)
+
+__all__ = ["CHEM_TASKS", "INPUT_KINDS"]

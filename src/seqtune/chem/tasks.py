@@ -1,59 +1,215 @@
-"""The chemistry tasks: how one verified (molecule, name) pair becomes an (input, output) example."""
+"""The chemistry tasks: one ``ChemTask`` per task, in the registry ``TASKS``.
+
+A task object holds everything that differs between tasks (how a verified molecule
+becomes an example, which molecule an example is about, how predictions are scored and
+checked, what the deterministic tools answer), so the code around it (the builder, the
+scores, verified decoding, the baseline) is written once and asks ``get_task`` instead of
+testing task names.
+"""
 
 from __future__ import annotations
 
-from . import CHEM_TASKS, molecules
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["CHEM_TASKS", "check_task", "make_example"]
+from . import CHEM_TASKS, INPUT_KINDS, molecules, naming, scores
+
+__all__ = ["CHEM_TASKS", "INSTRUCTIONS", "TASKS", "ChemTask", "get_task", "make_example", "mix_examples"]
+
+Example = tuple[str, str]
 
 
-def check_task(task: str) -> str:
-    if task not in CHEM_TASKS:
-        raise ValueError(f"Unknown chemistry task {task!r}; expected one of {sorted(CHEM_TASKS)}")
-    return task
+@dataclass(frozen=True)
+class ChemTask:
+    name: str
+    # The instruction the task is trained with when it is mixed into another task's run.
+    instruction: str
+    # (canonical SMILES, verified name, seed) -> (input, output), or None where RDKit cannot
+    # produce the output (e.g. no InChI): the builder counts that as a reject.
+    make_example: Callable[[str, str, int], Example | None]
+    # (inputs, references) -> canonical SMILES of the molecule each example is about, None
+    # where unknown. Taken from the structure side of the pair (so a reference name that is
+    # itself wrong cannot mislead the score), from the name side where RDKit cannot read it.
+    targets: Callable[[list[str], list[str]], list[str | None]]
+    # (targets, predictions, references) -> summary and one row per example; see `scores`.
+    score_rows: Callable[[list[str | None], list[str], list[str]], scores.Scores]
+    # inputs -> canonical SMILES of each input's molecule (None where it cannot be read), the
+    # molecule verified decoding checks the candidates against.
+    input_molecules: Callable[[list[str]], list[str | None]]
+    # (input molecule, candidates) -> whether each candidate is a right answer for it.
+    consistent: Callable[[str, list[str]], list[bool]]
+    # inputs -> the deterministic tool's answers (openclatura, OPSIN or RDKit), "" on failure.
+    baseline: Callable[[list[str]], list[str]]
+    # (input, output) -> (SMILES, name), for the tasks whose pairs hold both, from which
+    # `data.mix` makes the other tasks' pairs.
+    molecule_and_name: Callable[[str, str], tuple[str, str]] | None = None
+
+    @property
+    def input_kind(self) -> str:
+        """``"smiles"`` or ``"name"``: what the task reads."""
+        return INPUT_KINDS[self.name]
 
 
-def make_example(task: str, canonical: str, name: str, seed: int) -> tuple[str, str] | None:
-    """``(input, output)`` for a molecule given by its canonical SMILES and verified name.
+def _read_smiles(texts: list[str]) -> list[str | None]:
+    return [molecules.canonical_smiles(s) for s in texts]
 
-    Returns ``None`` when RDKit cannot produce the output (e.g. no InChI), which
-    the builder counts as a reject.
-    """
-    check_task(task)
-    if task == "smiles2iupac":
-        return canonical, name
-    if task == "iupac2smiles":
-        return name, canonical
-    mol = molecules.mol_from_smiles(canonical)
-    if mol is None:
-        return None
-    if task == "smiles2formula":
-        return canonical, molecules.formula_from_mol(mol)
-    if task == "randomsmiles2canonical":
-        return molecules.random_smiles(mol, canonical, seed), canonical
+
+def _read_names(names: list[str]) -> list[str | None]:
+    """OPSIN's reading of each name as canonical SMILES, in one batch."""
+    return [check.canonical for check in naming.roundtrip(list(names), [None] * len(names))]
+
+
+def _smiles_else_names(smiles: list[str], names: list[str]) -> list[str | None]:
+    """Canonical SMILES of each SMILES string, OPSIN's reading of its paired name where RDKit
+    cannot read the SMILES."""
+    found = _read_smiles(smiles)
+    missing = [i for i, t in enumerate(found) if t is None]
+    if missing:
+        for i, molecule in zip(missing, _read_names([names[i] for i in missing]), strict=True):
+            found[i] = molecule
+    return found
+
+
+def _from_molecule(make: Callable[[Any, str, int], Example | None]) -> Callable[[str, str, int], Example | None]:
+    """An example maker that needs the RDKit molecule: None where the SMILES does not parse."""
+
+    def example(canonical: str, name: str, seed: int) -> Example | None:
+        mol = molecules.mol_from_smiles(canonical)
+        return make(mol, canonical, seed) if mol is not None else None
+
+    return example
+
+
+def _inchi_example(mol: Any, canonical: str, seed: int) -> Example | None:
     inchi = molecules.inchi_from_mol(mol)
     return (canonical, inchi) if inchi else None
 
 
-# The instruction each task is trained with when it is mixed into another task's run.
-INSTRUCTIONS: dict[str, str] = {
-    "smiles2iupac": "Translate the SMILES string of a molecule into its IUPAC name.",
-    "iupac2smiles": "Translate the IUPAC name of a molecule into its SMILES string.",
-    "smiles2formula": "Give the molecular formula of the molecule with this SMILES string.",
-    "randomsmiles2canonical": "Write the canonical SMILES string of this molecule.",
-    "smiles2inchi": "Give the InChI of the molecule with this SMILES string.",
+def _per_molecule(render: Callable[[Any, str], str]) -> Callable[[list[str]], list[str]]:
+    """A baseline that reads each input SMILES with RDKit and renders the answer from the molecule."""
+
+    def predict(inputs: list[str]) -> list[str]:
+        out: list[str] = []
+        for text in inputs:
+            mol = molecules.mol_from_smiles(text)
+            out.append(render(mol, text) if mol is not None else "")
+        return out
+
+    return predict
+
+
+def _openclatura_name(mol: Any, text: str) -> str:
+    name, _ = naming.name_smiles(molecules.canonical_from_mol(mol) or text)
+    return name or ""
+
+
+def _names_match(molecule: str, candidates: list[str]) -> list[bool]:
+    return [check.same_smiles for check in naming.roundtrip(list(candidates), [molecule] * len(candidates))]
+
+
+def _same_canonical(molecule: str, candidates: list[str]) -> list[bool]:
+    return [molecules.canonical_smiles(c) == molecule for c in candidates]
+
+
+def _same_formula(molecule: str, candidates: list[str]) -> list[bool]:
+    """Same element counts and charge."""
+    mol = molecules.mol_from_smiles(molecule)
+    truth = molecules.parse_formula(molecules.formula_from_mol(mol)) if mol is not None else None
+    return [truth is not None and molecules.parse_formula(c) == truth for c in candidates]
+
+
+def _same_inchikey(molecule: str, candidates: list[str]) -> list[bool]:
+    mol = molecules.mol_from_smiles(molecule)
+    key = molecules.inchikey_from_mol(mol) if mol is not None else None
+    flags = []
+    for c in candidates:
+        cand_mol = molecules.mol_from_inchi(c)
+        flags.append(key is not None and cand_mol is not None and molecules.inchikey_from_mol(cand_mol) == key)
+    return flags
+
+
+TASKS: dict[str, ChemTask] = {
+    task.name: task
+    for task in (
+        ChemTask(
+            "smiles2iupac",
+            instruction="Translate the SMILES string of a molecule into its IUPAC name.",
+            make_example=lambda canonical, name, seed: (canonical, name),
+            targets=lambda inputs, references: _smiles_else_names(inputs, references),
+            score_rows=scores.score_names,
+            input_molecules=_read_smiles,
+            consistent=_names_match,
+            baseline=_per_molecule(_openclatura_name),
+            molecule_and_name=lambda input, output: (input, output),
+        ),
+        ChemTask(
+            "iupac2smiles",
+            instruction="Translate the IUPAC name of a molecule into its SMILES string.",
+            make_example=lambda canonical, name, seed: (name, canonical),
+            targets=lambda inputs, references: _smiles_else_names(references, inputs),
+            score_rows=scores.score_smiles,
+            input_molecules=_read_names,
+            consistent=_same_canonical,
+            baseline=lambda inputs: [molecule or "" for molecule in _read_names(inputs)],
+            molecule_and_name=lambda input, output: (output, input),
+        ),
+        ChemTask(
+            "smiles2formula",
+            instruction="Give the molecular formula of the molecule with this SMILES string.",
+            make_example=_from_molecule(lambda mol, canonical, seed: (canonical, molecules.formula_from_mol(mol))),
+            targets=lambda inputs, references: _read_smiles(inputs),
+            score_rows=scores.score_formulas,
+            input_molecules=_read_smiles,
+            consistent=_same_formula,
+            baseline=_per_molecule(lambda mol, text: molecules.formula_from_mol(mol)),
+        ),
+        ChemTask(
+            "randomsmiles2canonical",
+            instruction="Write the canonical SMILES string of this molecule.",
+            make_example=_from_molecule(
+                lambda mol, canonical, seed: (molecules.random_smiles(mol, canonical, seed), canonical)
+            ),
+            targets=lambda inputs, references: _read_smiles(inputs),
+            score_rows=scores.score_smiles,
+            input_molecules=_read_smiles,
+            consistent=_same_canonical,
+            baseline=_per_molecule(lambda mol, text: molecules.canonical_from_mol(mol) or ""),
+        ),
+        ChemTask(
+            "smiles2inchi",
+            instruction="Give the InChI of the molecule with this SMILES string.",
+            make_example=_from_molecule(_inchi_example),
+            targets=lambda inputs, references: _read_smiles(inputs),
+            score_rows=scores.score_inchis,
+            input_molecules=_read_smiles,
+            consistent=_same_inchikey,
+            baseline=_per_molecule(lambda mol, text: molecules.inchi_from_mol(mol) or ""),
+        ),
+    )
 }
+
+INSTRUCTIONS: dict[str, str] = {name: task.instruction for name, task in TASKS.items()}
+
+
+def get_task(task: str) -> ChemTask:
+    if task not in TASKS:
+        raise ValueError(f"Unknown chemistry task {task!r}; expected one of {sorted(CHEM_TASKS)}")
+    return TASKS[task]
+
+
+def make_example(task: str, canonical: str, name: str, seed: int) -> Example | None:
+    """``(input, output)`` of `task` for a molecule given by its canonical SMILES and verified name."""
+    return get_task(task).make_example(canonical, name, seed)
 
 
 def molecule_and_name(task: str, input: str, output: str) -> tuple[str, str]:
     """(canonical SMILES, IUPAC name) of a smiles2iupac or iupac2smiles pair."""
-    if task == "smiles2iupac":
-        smiles, name = input, output
-    elif task == "iupac2smiles":
-        smiles, name = output, input
-    else:
+    split = TASKS[task].molecule_and_name if task in TASKS else None
+    if split is None:
         raise ValueError(f"data.mix: needs a smiles2iupac or iupac2smiles run (both a SMILES and a name per pair), "
                          f"not {task!r}")
+    smiles, name = split(input, output)
     return molecules.canonical_smiles(smiles) or smiles, name
 
 
@@ -61,16 +217,16 @@ def mix_examples(task: str, pairs: list[tuple[str, str]], extra: list[str], seed
     """(input, output, instruction) for every pair and every task of `extra`, made from the
     pair's molecule and name: the multi-task data of a `data.mix` run, in a fixed order."""
     for t in extra:
-        check_task(t)
+        get_task(t)
         if t == task:
             raise ValueError(f"data.mix: {t!r} is the run's own task")
     out: list[tuple[str, str, str]] = []
-    for t in extra:
+    for other in map(get_task, extra):
         for input, output in pairs:
             canonical, name = molecule_and_name(task, input, output)
-            made = make_example(t, canonical, name, seed)
+            made = other.make_example(canonical, name, seed)
             if made is not None:
-                out.append((made[0], made[1], INSTRUCTIONS[t]))
+                out.append((made[0], made[1], other.instruction))
     return out
 
 

@@ -22,6 +22,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator, NullFormatter, NullLocator  # noqa: E402
 
+from seqtune.rundir import NOT_MODEL_SETTINGS  # noqa: E402
+
 # Results-table column -> the config key that sets it, to know which swept key an axis consumes.
 SETTING_OF = {"train_examples": "data.train_size", "model": "model.name", "n_params": "model.name",
               "format": "model.format", "method": "model.method"}
@@ -39,11 +41,6 @@ class Plot:
     caption: str = ""
     png: bytes | None = None
     skipped: str | None = None
-
-
-# Settings that change what is scored or logged, not the trained model: runs differing only
-# in these belong on the same curve.
-NOT_MODEL_SETTINGS = {"evaluate_base", "out_dir", "train.logger", "train.progress", "train.eval_generate"}
 
 
 def pick_slice(rows: pd.DataFrame, vary: list[str], keys: list[str]) -> tuple[pd.DataFrame, dict[str, Any]]:

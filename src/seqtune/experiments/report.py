@@ -31,8 +31,8 @@ from seqtune.experiments.results import (
     write_results,
 )
 from seqtune.io import atomic_write_bytes, atomic_write_text, read_jsonl
+from seqtune.rundir import REPORT_PLOTS, RunDir
 
-PLOTS_DIR = "report_plots"
 WORST_N = 10
 
 HTML_TEMPLATE = """<!DOCTYPE html>
@@ -105,11 +105,10 @@ def best_run(df: pd.DataFrame) -> str | None:
 
 def worst_predictions(run_dir: Path, n: int = WORST_N) -> tuple[list[dict[str, Any]], str]:
     """The n test predictions with the highest edit distance, and which file they came from."""
-    pred_dir = run_dir / "predictions"
-    path = pred_dir / "test.jsonl"
+    run = RunDir(run_dir)
+    path = run.prediction("test")
     if not path.is_file():  # an unfinished run: fall back to its latest epoch's predictions
-        epoch_files = sorted(pred_dir.glob("epoch-*.jsonl"), key=lambda p: int(p.stem.split("-")[-1])) \
-            if pred_dir.is_dir() else []
+        epoch_files = run.epoch_prediction_files()
         if not epoch_files:
             return [], ""
         path = epoch_files[-1]
@@ -166,7 +165,7 @@ def build_report(root: str | Path, out_dir: str | Path | None = None, worst_n: i
 
     for p in plots:
         if p.png is not None:
-            atomic_write_bytes(out / PLOTS_DIR / f"{p.slug}.png", p.png)
+            atomic_write_bytes(out / REPORT_PLOTS / f"{p.slug}.png", p.png)
     html = jinja2.Environment(autoescape=True).from_string(HTML_TEMPLATE).render(
         title=title, summary=summary, generated=time.strftime("%Y-%m-%d %H:%M"), failed=failed,
         plots=[{"title": p.title, "caption": p.caption, "skipped": p.skipped,
@@ -191,7 +190,7 @@ def _markdown(title: str, summary: str, failed: list[tuple[str, str]], plots: li
         if p.skipped:
             parts += [f"*{p.title} skipped: {p.skipped}*", ""]
         else:
-            parts += [f"![{p.title}]({PLOTS_DIR}/{p.slug}.png)", "", p.caption, ""]
+            parts += [f"![{p.title}]({REPORT_PLOTS}/{p.slug}.png)", "", p.caption, ""]
     parts += ["## Worst predictions of the best run", "", worst_note, ""]
     if worst:
         parts += ["| # | Input | Truth | Prediction | Edit distance |", "|---|---|---|---|---|"]

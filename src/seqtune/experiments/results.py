@@ -24,26 +24,13 @@ import yaml
 from seqtune.config_sources import flatten
 from seqtune.errors import SeqtuneError
 from seqtune.io import atomic_write_text, read_jsonl
-
-# Run-folder files (the run pipeline's layout).
-CONFIG_FILE = "config.yaml"
-EPOCHS_FILE = "epochs.jsonl"
-METRICS_FILE = "metrics.json"
-RUN_INFO_FILE = "run.json"
-ERROR_FILE = "error.txt"
+from seqtune.rundir import NOT_RUNS, NOT_SCORES, NOT_SETTINGS, RunDir
 
 FIXED_COLUMNS = ["model", "n_params", "n_trainable", "method", "format", "train_examples", "epoch",
                  "exact_match", "edit_distance"]
 TAIL_COLUMNS = ["train_loss", "eval_loss", "examples_seen", "train_seconds", "examples_per_s"]
-# Bookkeeping keys of epochs.jsonl / metrics.json that are not scores.
-NOT_SCORES = {"n", "n_trainable", "epoch", "step", "train_examples", "examples_seen", "train_seconds", "examples_per_s",
-              "train_loss", "eval_loss", "n_params", "epochs", "model", "method", "format", "lr"}
-# Config keys that differ between runs without being an experimental setting.
-NOT_SETTINGS = {"out_dir", "train.progress", "train.logger", "train.resume", "train.keep_checkpoints",
-                "train.save_every_steps", "generate.batch_size"}
 ONE_DECIMAL = {"exact_match", "base_exact_match", "baseline_exact_match", "train_min", "examples_per_s"}
 SEARCH_DEPTH = 3
-SKIP_DIRS = {"model", "predictions", "checkpoints", "report_plots"}
 
 
 def find_runs(root: str | Path) -> list[Path]:
@@ -51,15 +38,15 @@ def find_runs(root: str | Path) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         raise SeqtuneError(f"{root}: no such folder")
-    if (root / CONFIG_FILE).is_file():
+    if RunDir(root).is_run:
         return [root]
     found: list[Path] = []
 
     def walk(d: Path, depth: int) -> None:
         for child in sorted(d.iterdir()):
-            if not child.is_dir() or child.name.startswith(".") or child.name in SKIP_DIRS:
+            if not child.is_dir() or child.name.startswith(".") or child.name in NOT_RUNS:
                 continue
-            if (child / CONFIG_FILE).is_file():
+            if RunDir(child).is_run:
                 found.append(child)
             elif depth < SEARCH_DEPTH:
                 walk(child, depth + 1)
@@ -78,15 +65,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def run_status(run_dir: Path) -> str:
-    """done (metrics.json, written last, exists), failed (error.txt from the sweep), incomplete (started), pending."""
-    if (run_dir / METRICS_FILE).is_file():
-        return "done"
-    if (run_dir / ERROR_FILE).is_file():
-        return "failed"
-    return "incomplete" if (run_dir / RUN_INFO_FILE).is_file() or (run_dir / EPOCHS_FILE).is_file() else "pending"
-
-
 def tail_lines(path: Path, n: int) -> list[str]:
     """The last n lines of a text file ([] when missing); of each tqdm redraw only its final state."""
     if not path.is_file():
@@ -97,29 +75,29 @@ def tail_lines(path: Path, n: int) -> list[str]:
 
 def error_line(run_dir: Path) -> str:
     """The most telling line of a failed run's error.txt: the last non-empty one (a traceback's exception)."""
-    lines = [ln.strip() for ln in tail_lines(run_dir / ERROR_FILE, 100) if ln.strip()]
+    lines = [ln.strip() for ln in tail_lines(RunDir(run_dir).error, 100) if ln.strip()]
     return lines[-1] if lines else "unknown error (no error.txt)"
 
 
 def load_run(run_dir: str | Path) -> dict[str, Any]:
     """Everything the table needs from one run folder; missing files are None/empty, never errors."""
-    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
     try:
-        config = yaml.safe_load((run_dir / CONFIG_FILE).read_text(encoding="utf-8")) or {}
+        config = yaml.safe_load(run.config.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
-        raise SeqtuneError(f"{run_dir / CONFIG_FILE}: not valid YAML ({err})") from None
+        raise SeqtuneError(f"{run.config}: not valid YAML ({err})") from None
     epochs: list[dict[str, Any]] = []
-    if (run_dir / EPOCHS_FILE).is_file():
+    if run.epochs.is_file():
         try:
-            epochs = read_jsonl(run_dir / EPOCHS_FILE)
+            epochs = read_jsonl(run.epochs)
         except json.JSONDecodeError:
             # A run killed mid-write can leave a torn last line; keep the complete ones.
-            with open(run_dir / EPOCHS_FILE, encoding="utf-8") as fh:
+            with open(run.epochs, encoding="utf-8") as fh:
                 epochs = [json.loads(ln) for ln in fh if ln.strip() and ln.rstrip().endswith("}")]
-    metrics = _read_json(run_dir / METRICS_FILE)
-    return {"dir": run_dir, "config": flatten(config if isinstance(config, dict) else {}),
-            "epochs": epochs, "metrics": metrics, "info": _read_json(run_dir / RUN_INFO_FILE) or {},
-            "status": run_status(run_dir)}
+    metrics = _read_json(run.metrics)
+    return {"dir": run.root, "config": flatten(config if isinstance(config, dict) else {}),
+            "epochs": epochs, "metrics": metrics, "info": _read_json(run.run_info) or {},
+            "status": run.status}
 
 
 def setting_keys(runs: list[dict[str, Any]], root: Path | None = None) -> list[str]:
@@ -175,7 +153,7 @@ def run_rows(run: dict[str, Any], keys: list[str], name: str) -> list[dict[str, 
     last = run["epochs"][-1] if run["epochs"] else {}
     train_examples = train.get("train_examples") or last.get("train_examples")
     rows: list[dict[str, Any]] = []
-    base = metrics.get("base") or scores_from_predictions(run["dir"] / "predictions" / "base.jsonl")
+    base = metrics.get("base") or scores_from_predictions(RunDir(run["dir"]).prediction("base"))
     if base:
         rows.append({**common, "kind": "base", "train_examples": train_examples, "epoch": 0, **_scores(base)})
     if metrics.get("baseline"):  # a rules-based tool (e.g. OPSIN/openclatura) scored on the same test pairs

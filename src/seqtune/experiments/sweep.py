@@ -25,19 +25,12 @@ from typing import Any
 import seqtune
 from seqtune.config import save_config
 from seqtune.errors import SeqtuneError
-from seqtune.experiments.results import (
-    ERROR_FILE,
-    METRICS_FILE,
-    error_line,
-    run_status,
-    tail_lines,
-    write_results,
-)
+from seqtune.experiments.results import error_line, tail_lines, write_results
 from seqtune.experiments.sweep_spec import RunSpec, Sweep, check_existing, config_changes, expand, load_sweep
 from seqtune.io import atomic_write_json, atomic_write_text
+from seqtune.rundir import ERROR, METRICS, RunDir
 
-# Files the sweep writes into a run folder; the run pipeline owns all others.
-LOG_FILE = "sweep.log"
+# Files of the sweep folder (a run folder's own, sweep.log and error.txt included, are RunDir's).
 SUMMARY_FILE = "sweep.json"
 LOCK_FILE = ".sweep.lock"
 ERROR_TAIL_LINES = 60
@@ -47,7 +40,7 @@ Runner = Callable[[RunSpec, Path], int]
 
 def run_subprocess(spec: RunSpec, log_path: Path, echo: bool = False) -> int:
     """Run `python -m seqtune run CONFIG` in a child process, copying its output into log_path."""
-    cmd = [sys.executable, "-m", "seqtune", "run", str(spec.run_dir / "config.yaml")]
+    cmd = [sys.executable, "-m", "seqtune", "run", str(RunDir(spec.run_dir).config)]
     env = dict(os.environ)
     # The child must import this very seqtune, even when it is used from a source tree.
     src = str(Path(seqtune.__file__).resolve().parents[1])
@@ -105,7 +98,7 @@ def _run_all(sweep: Sweep, specs: list[RunSpec], retry_failed: bool, runner: Run
             previous = {r["name"]: r for r in json.loads(summary_path.read_text(encoding="utf-8"))["runs"]}
     records: dict[str, dict[str, Any]] = {}
     for spec in specs:
-        state = run_status(spec.run_dir)
+        state = RunDir(spec.run_dir).status
         old = previous.get(spec.name, {})
         records[spec.name] = {k: v for k, v in old.items() if k in ("exit_code", "seconds")} \
             if old.get("status") == state else {}
@@ -124,24 +117,24 @@ def _run_all(sweep: Sweep, specs: list[RunSpec], retry_failed: bool, runner: Run
         changes = config_changes(spec)
         if changes:
             log(f"{tag}: config changed since the last attempt ({', '.join(changes[:5])})")
-        spec.run_dir.mkdir(parents=True, exist_ok=True)
-        (spec.run_dir / ERROR_FILE).unlink(missing_ok=True)
-        save_config(spec.config, spec.run_dir / "config.yaml")
+        run = RunDir(spec.run_dir)
+        run.root.mkdir(parents=True, exist_ok=True)
+        run.error.unlink(missing_ok=True)
+        save_config(spec.config, run.config)
         log(f"{tag}: running")
         records[spec.name] = {"status": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
         atomic_write_json(summary_path, _summary(sweep, specs, records))
         start = time.monotonic()
-        code = runner(spec, spec.run_dir / LOG_FILE)
+        code = runner(spec, run.sweep_log)
         seconds = round(time.monotonic() - start, 1)
         rec: dict[str, Any] = {"exit_code": code, "seconds": seconds}
-        if code == 0 and run_status(spec.run_dir) == "done":
+        if code == 0 and run.is_complete:
             rec["status"] = "done"
             log(f"{tag}: done in {seconds:.0f} s")
         else:
-            reason = f"exit code {code}" if code != 0 else f"exit code 0 but no {METRICS_FILE} was written"
-            tail = tail_lines(spec.run_dir / LOG_FILE, ERROR_TAIL_LINES)
-            atomic_write_text(spec.run_dir / ERROR_FILE,
-                              f"{reason}\nlog: {spec.run_dir / LOG_FILE}\n\n" + "\n".join(tail) + "\n")
+            reason = f"exit code {code}" if code != 0 else f"exit code 0 but no {METRICS} was written"
+            tail = tail_lines(run.sweep_log, ERROR_TAIL_LINES)
+            atomic_write_text(run.error, f"{reason}\nlog: {run.sweep_log}\n\n" + "\n".join(tail) + "\n")
             rec.update(status="failed", error=error_line(spec.run_dir))
             log(f"{tag}: FAILED ({reason}): {rec['error']}")
         records[spec.name] = rec
@@ -190,7 +183,7 @@ def _alive(pid: int) -> bool:
 def _print_plan(specs: list[RunSpec], retry_failed: bool) -> None:
     width, n_run = max(len(s.name) for s in specs), 0
     for s in specs:
-        state = run_status(s.run_dir)
+        state = RunDir(s.run_dir).status
         will_run = state in ("pending", "incomplete") or (state == "failed" and retry_failed)
         n_run += will_run
         print(f"{s.name:<{width}}  {state:<8} {'run' if will_run else 'skip'}")
@@ -224,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"results: {csv_path} and {md_path}; plots: seqtune report {sweep.out_dir}")
     failed = [r for r in summary["runs"] if r["status"] == "failed"]
     if failed:
-        print(f"{len(failed)} of {len(summary['runs'])} runs failed (details in each run's {ERROR_FILE}):",
+        print(f"{len(failed)} of {len(summary['runs'])} runs failed (details in each run's {ERROR}):",
               file=sys.stderr)
         for r in failed:
             print(f"  {r['name']}: {r.get('error', '')}", file=sys.stderr)

@@ -20,7 +20,7 @@ from typing import Any
 from seqtune.config import RunConfig, config_from_dict, config_to_dict, load_config
 from seqtune.config_sources import flatten, load_yaml, nest
 from seqtune.errors import ConfigError, SeqtuneError
-from seqtune.experiments.results import NOT_SETTINGS, run_status
+from seqtune.rundir import NOT_SETTINGS, RunDir
 
 SWEEP_KEYS = ("description", "base_config", "base", "out_dir", "grid", "zip")
 NAME_MAX = 150  # well under the 255-byte limit of common filesystems, leaving room for suffixes
@@ -183,7 +183,7 @@ def expand(sweep: Sweep) -> list[RunSpec]:
 
 def config_changes(spec: RunSpec) -> list[str]:
     """Keys whose value differs between the spec and a config.yaml already in the run folder."""
-    existing = spec.run_dir / "config.yaml"
+    existing = RunDir(spec.run_dir).config
     if not existing.is_file():
         return []
     try:
@@ -199,7 +199,7 @@ def config_changes(spec: RunSpec) -> list[str]:
 def check_existing(specs: list[RunSpec]) -> None:
     """Refuse to skip a finished run whose config no longer matches the sweep: its results would lie."""
     for spec in specs:
-        if run_status(spec.run_dir) == "done":
+        if RunDir(spec.run_dir).is_complete:
             changes = config_changes(spec)
             if changes:
                 raise ConfigError(

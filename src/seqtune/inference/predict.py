@@ -9,7 +9,7 @@ from typing import Any
 
 from seqtune.data import SUFFIXES, read_rows, text_field
 from seqtune.errors import DataError, SeqtuneError
-from seqtune.inference.generate import generate
+from seqtune.inference.decode import DecodeSettings, decode_rows
 from seqtune.io import (
     atomic_open,
     atomic_write_json,
@@ -21,7 +21,7 @@ from seqtune.io import (
     write_error,
 )
 from seqtune.metrics import score
-from seqtune.prompts import encode_prompt
+from seqtune.rundir import RunDir
 
 
 def read_inputs(source: str, input_column: str, output_column: str) -> tuple[list[str], list[str] | None]:
@@ -113,37 +113,15 @@ def decode_and_score(loaded: tuple[Any, Any, Any], inputs: list[str], refs: list
                      max_new_tokens: int = 128, precision: str = "auto",
                      columns: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Decode `inputs` with a loaded (model, tokenizer, info); write rows (each input row's `columns`
-    first, then input/prediction/score columns); score against `refs` if given."""
+    first, then the rows of decode_rows, the same as `seqtune run` writes); score against `refs`
+    if given. Returns the summary."""
     model, tok, info = loaded
-    if verify != "none" and candidates < 2:
-        candidates = max(num_beams, 5)
-    beams = max(num_beams, candidates)
     if output and output != "-":
         check_writable_file(output)
-    prompts = [encode_prompt(tok, info.format, x, info.instruction) for x in inputs]
-    outs = generate(model, tok, prompts, num_beams=beams, num_return=candidates, max_new_tokens=max_new_tokens,
-                    batch_size=batch_size, precision=precision, progress=sys.stderr.isatty(),
-                    text_of=info.format.output_text)
-    preds = [c[0] if c else "" for c in outs]
-    rows: list[dict[str, Any]] = [{**(columns[i] if columns else {}), "input": x, "prediction": p}
-                                  for i, (x, p) in enumerate(zip(inputs, preds))]
-    if verify == "opsin":
-        from seqtune.chem.verify import first_consistent
-
-        picks = first_consistent(info.task, inputs, outs)
-        for row, cands, pick in zip(rows, outs, picks):
-            row["verified"] = pick is not None
-            row["prediction"] = cands[pick] if pick is not None else (cands[0] if cands else "")
-            row["top_beam"] = cands[0] if cands else ""
-    result: dict[str, Any] = {"n": len(rows)}
-    if refs is not None:
-        summary, per = score(info.task, inputs, [r["prediction"] for r in rows], refs)
-        for row, ref, s in zip(rows, refs, per):
-            row.update({"reference": ref, **s})
-        result.update(summary)
-        if verify == "opsin":
-            top, _ = score(info.task, inputs, [r["top_beam"] for r in rows], refs)
-            result["top_beam"] = top
+    settings = DecodeSettings(num_beams, candidates, verify, max_new_tokens, batch_size, precision)
+    result, decoded = decode_rows(model, tok, info.format, info.task, inputs, [info.instruction] * len(inputs), refs,
+                                  settings, progress=sys.stderr.isatty())
+    rows = [{**(columns[i] if columns else {}), **row} for i, row in enumerate(decoded)]
     if output and output != "-":
         try:
             write_rows(output, rows)
@@ -208,7 +186,7 @@ def evaluate_model(model_dir: str, holdouts: list[str], out_dir: str | None = No
                    **decode: Any) -> dict[str, Any]:
     """Score a model folder on holdouts (names in HOLDOUTS, or pair files): per holdout,
     predictions in OUT/NAME.jsonl and scores in OUT/NAME.json (OUT defaults to the run
-    folder's holdouts/ beside the model). `checkpoint`: a training checkpoint of the same
+    folder's holdouts/ beside the model: RunDir.holdouts). `checkpoint`: a training checkpoint of the same
     run (RUN/checkpoints/step-N) whose weights replace the final ones, for learning curves.
     Returns {name: scores}."""
     from seqtune.modeling import load_finetuned
@@ -219,7 +197,7 @@ def evaluate_model(model_dir: str, holdouts: list[str], out_dir: str | None = No
         if not path.is_file():
             raise DataError(f"{path}: holdout {name!r} not found (known: {', '.join(HOLDOUTS)}, or a pairs file)")
     read = {name: read_inputs(str(path), "input", "output") for name, path in files.items()}
-    out = Path(model_dir).resolve().parent / "holdouts"
+    out = RunDir(Path(model_dir).resolve().parent).holdouts
     if checkpoint:
         out = out / Path(checkpoint).name
     out = Path(out_dir) if out_dir else out

@@ -10,14 +10,15 @@ loop all resolve them here, so they time and run the same steps.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import inspect
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from seqtune.config import TrainConfig
 from seqtune.modeling import unwrap
+from seqtune.runtime import autocast_dtype
 from seqtune.training.batching import Example
 from seqtune.training.prefix import prefix_supported
 
@@ -72,21 +73,32 @@ def packing_supported(model: Any, examples: list[Example], pad_id: int) -> bool:
     return bool(torch.allclose(packed, alone, rtol=1e-3, atol=1e-4 * float(alone.abs().max()) + 1e-6))
 
 
-def resolve_speed_settings(cfg: TrainConfig, model: Any, examples: list[Example], pad_id: int,
-                           device: torch.device, world: int = 1, announce: bool = False,
-                           ) -> tuple[TrainConfig, str | None]:
-    """`cfg` with packing and shared_prefix decided for this model, device and number of
-    processes, and the attention kernel for training steps (None: the model's own)."""
+@dataclass(frozen=True)
+class SpeedPlan:
+    """The "auto" speed settings of a run, decided once for its model, device and process
+    count. The loop, `seqtune check` and the bench take the same plan into the same step
+    (seqtune.training.step), while TrainConfig keeps what the user wrote."""
+
+    packing: bool
+    shared_prefix: bool
+    attention: str | None  # the attention kernel of training steps; None: the model's own
+    keep_logits: bool  # the head sees completion positions only (transformers' logits_to_keep)
+    amp: torch.dtype | None  # autocast dtype; None runs in fp32
+
+
+def resolve_speed_plan(cfg: TrainConfig, model: Any, examples: list[Example], pad_id: int,
+                       device: torch.device, world: int = 1, announce: bool = False) -> SpeedPlan:
+    """`cfg`'s auto settings decided for this model, device and number of processes."""
     kernel = training_attention(cfg.attention, device)
-    cfg = dataclasses.replace(cfg, packing=use_packing(cfg.packing, device))
+    packing = use_packing(cfg.packing, device)
+    shared_prefix = cfg.shared_prefix
     with attention_kernel(model, kernel):
-        if cfg.packing and not packing_supported(model, examples, pad_id):
+        if packing and not packing_supported(model, examples, pad_id):
             if announce:
                 print(f"note: {type(unwrap(model)).__name__} does not separate packed sequences; using padded batches")
-            cfg = dataclasses.replace(cfg, packing=False)
+            packing = False
         # Two forward passes before one backward would confuse DDP's gradient hooks.
-        if cfg.shared_prefix and (world > 1 or cfg.packing or not prefix_supported(model, examples, pad_id)):
-            cfg = dataclasses.replace(cfg, shared_prefix=False)
-    return cfg, kernel
-
-
+        if shared_prefix and (world > 1 or packing or not prefix_supported(model, examples, pad_id)):
+            shared_prefix = False
+    return SpeedPlan(packing=packing, shared_prefix=shared_prefix, attention=kernel,
+                     keep_logits=supports_logits_to_keep(model), amp=autocast_dtype(cfg.precision, device))

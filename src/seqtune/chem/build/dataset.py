@@ -2,7 +2,7 @@
 
 The source is permuted with the seed and cut into shards; workers name and
 verify each shard (see :mod:`.shards`) and the parent then walks the shards
-in order, deduplicates, stops at ``n`` pairs and splits. Because the walk is in
+in order (see :mod:`.walk`), deduplicates, stops at ``n`` pairs and splits. Because the walk is in
 shard order, the output depends only on the seed and settings, never on the
 number of workers or on which shards were cached.
 """
@@ -10,36 +10,21 @@ number of workers or on which shards were cached.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import math
-import random
 import sys
 import time
-from collections import Counter, deque
-from collections.abc import Callable
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from seqtune.io import atomic_write_text
 from seqtune.runtime import package_versions
 
-from .. import CHEM_TASKS, molecules, naming, opsin
-from ..tasks import check_task, make_example
+from .. import CHEM_TASKS, naming, opsin
+from ..tasks import get_task
 from . import sources
-from .shards import (
-    PIPELINE_VERSION,
-    Record,
-    Settings,
-    exit_on_sigterm,
-    process_shard,
-    read_shard,
-    remove_created,
-    start_pool,
-    stop_pool,
-)
+from .shards import Settings, exit_on_sigterm, remove_created
 from .splits import SPLITS, split_random, split_scaffold
+from .walk import Walk, plan_shards, walk_shards
 
 
 @dataclass
@@ -53,135 +38,79 @@ class BuildResult:
     provenance: dict = field(default_factory=dict)
 
 
-@dataclass
-class _Walk:
-    """State of the in-order walk over shard results."""
-
-    n: int
-    # InChIKeys of molecules that must not appear (a holdout set), see ``sources.exclusion_keys``.
-    excluded: frozenset[str] = frozenset()
-    seen: set[str] = field(default_factory=set)
-    accepted: list[dict] = field(default_factory=list)
-    rejects: Counter = field(default_factory=Counter)
-    considered: int = 0
-
-    @property
-    def done(self) -> bool:
-        return len(self.accepted) >= self.n
-
-    def take(self, rows: list[dict], task: str, seed: int) -> None:
-        for row in rows:
-            if self.done:
-                return
-            self.considered += 1
-            if row["status"] != "ok":
-                self.rejects[row["status"]] += 1
-                continue
-            if row["smiles"] in self.seen:
-                self.rejects["duplicate"] += 1
-                continue
-            if self.excluded and molecules.inchikey_from_smiles(row["smiles"]) in self.excluded:
-                self.rejects["excluded"] += 1
-                continue
-            example = make_example(task, row["smiles"], row["name"], seed)
-            if example is None:
-                self.rejects["task_output_failed"] += 1
-                continue
-            self.seen.add(row["smiles"])
-            self.accepted.append({**row, "input": example[0], "output": example[1]})
-
-
-def _walk_shards(
-    walk: _Walk,
-    n_shards: int,
-    shard_path: Callable[[int], Path],
-    shard_job: Callable[[int], tuple[str, list[Record], dict]],
-    task: str,
-    seed: int,
-    workers: int,
-    progress: bool,
-) -> tuple[int, int]:
-    """Feed shards to ``walk`` in order until it has ``n`` pairs; returns (computed, reused).
-
-    Shards are submitted ahead only while the pairs expected from the shards in
-    flight (at the yield seen so far) still fall short of ``n``, so at the end
-    we rarely name molecules we will not use, while both workers stay busy.
-    """
-    computed = reused = 0
-    pending: deque[tuple[int, object, tuple[str, list[Record], dict]]] = deque()
-    next_shard = 0
-    pool = None
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=walk.n, unit="pair", desc=f"name+verify ({workers} proc)", file=sys.stderr)
-    try:
-        while not walk.done:
-            rate = len(walk.accepted) / walk.considered if walk.considered else 0.9
-            while next_shard < n_shards and len(pending) < 2 * workers:
-                expected = len(walk.accepted) + rate * sum(len(job[1]) for _, _, job in pending)
-                if pending and expected >= walk.n:
-                    break
-                path = shard_path(next_shard)
-                job = shard_job(next_shard)
-                if path.is_file():
-                    pending.append((next_shard, None, job))
-                elif workers > 1:
-                    if pool is None:
-                        pool = start_pool(workers)
-                    pending.append((next_shard, pool.submit(process_shard, job), job))
-                else:
-                    pending.append((next_shard, "inline", job))
-                next_shard += 1
-            if not pending:
-                break
-            k, handle, job = pending.popleft()
-            if handle is None:
-                reused += 1
-            else:
-                if handle == "inline":
-                    process_shard(job)
-                else:
-                    try:
-                        handle.result()
-                    except BrokenProcessPool as exc:
-                        raise RuntimeError(
-                            "a worker process died (out of memory or a crash in RDKit/Java); "
-                            "re-run the same command to resume from the finished shards"
-                        ) from exc
-                computed += 1
-            before = len(walk.accepted)
-            walk.take(read_shard(shard_path(k)), task, seed)
-            if bar is not None:
-                bar.update(len(walk.accepted) - before)
-    finally:
-        if bar is not None:
-            bar.close()
-        if pool is not None:
-            stop_pool(pool)
-    return computed, reused
-
-
-def _shard_key(source_meta: dict, seed: int, shard_size: int, settings: Settings) -> str:
-    blob = json.dumps(
-        {
-            "source": source_meta,
-            "seed": seed,
-            "shard_size": shard_size,
-            "settings": settings.to_dict(),
-            "pipeline": PIPELINE_VERSION,
-            "openclatura": naming.openclatura_version(),
-            "opsin": opsin.opsin_version(),
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
 def _versions() -> dict[str, str]:
     return {"opsin": opsin.opsin_version(), "openclatura": naming.openclatura_version(),
             **package_versions(("rdkit", "pyopsin", "py2opsin", "jpype1", "chemicals"), missing="not installed")}
+
+
+def _check_settings(n: int, split: str, val_frac: float, test_frac: float, fragments: str, namer: str,
+                    workers: int, shard_size: int) -> None:
+    if split not in ("random", "scaffold"):
+        raise ValueError(f"split must be 'random' or 'scaffold', not {split!r}")
+    if fragments not in ("largest", "skip") or namer not in ("openclatura", "source"):
+        raise ValueError("fragments must be 'largest'/'skip' and namer 'openclatura'/'source'")
+    fractions = sum(x for x in (val_frac, test_frac) if x < 1)
+    absolute = [x for x in (val_frac, test_frac) if x >= 1]
+    if (
+        n < 1
+        or shard_size < 1
+        or workers < 1
+        or min(val_frac, test_frac) < 0
+        or fractions >= 1
+        or any(x != int(x) for x in absolute)
+    ):
+        raise ValueError(
+            "need n, shard_size and workers >= 1, and val/test sizes as fractions summing below 1 or whole counts"
+        )
+
+
+def _load_source(source: str, namer: str) -> sources.SourceData:
+    data = sources.load_source(source)
+    if len(data) == 0:
+        raise ValueError(f"source {source!r} holds no molecules; nothing written")
+    if namer == "source" and data.names is None:
+        raise ValueError(f"source {source!r} has no names; use namer='openclatura'")
+    return data
+
+
+def _write_splits(out: Path, parts: dict[str, list[dict]]) -> dict[str, int]:
+    """``out/{train,val,test}.jsonl``; returns the row count of each."""
+    for name in SPLITS:
+        lines = [
+            json.dumps(
+                {"input": r["input"], "output": r["output"], "smiles": r["smiles"], "id": r["id"]},
+                ensure_ascii=False,
+            )
+            + "\n"
+            for r in parts[name]
+        ]
+        atomic_write_text(out / f"{name}.jsonl", "".join(lines))
+    return {s: len(parts[s]) for s in SPLITS}
+
+
+def _provenance(task: str, data: sources.SourceData, walk: Walk, parts: dict[str, list[dict]],
+                counts: dict[str, int], settings: Settings, request: dict) -> dict:
+    """What was asked (``request``: n_requested, seed, split, fractions, exclusions), from what,
+    with which tools, and what came out."""
+    return {
+        "task": task,
+        "source": data.meta,
+        "source_records": len(data),
+        "n_requested": request["n_requested"],
+        "seed": request["seed"],
+        "split": request["split"],
+        "val_frac": request["val_frac"],
+        "test_frac": request["test_frac"],
+        "settings": settings.to_dict(),
+        "verification": "name kept only if OPSIN parses it to the same RDKit canonical SMILES",
+        "versions": _versions(),
+        "considered": walk.considered,
+        "counts": counts,
+        "total": sum(counts.values()),
+        "rejects": dict(sorted(walk.rejects.items())),
+        "excluded_from": request["excluded_from"],
+        "scaffolds": {s: len({r.get("scaffold", "") for r in parts[s]}) for s in SPLITS},
+    }
 
 
 def build_dataset(
@@ -218,54 +147,17 @@ def build_dataset(
     same molecules are cheap. Output is byte-identical for the same inputs,
     whatever ``workers`` is.
     """
-    check_task(task)
-    if split not in ("random", "scaffold"):
-        raise ValueError(f"split must be 'random' or 'scaffold', not {split!r}")
-    if fragments not in ("largest", "skip") or namer not in ("openclatura", "source"):
-        raise ValueError("fragments must be 'largest'/'skip' and namer 'openclatura'/'source'")
-    fractions = sum(x for x in (val_frac, test_frac) if x < 1)
-    absolute = [x for x in (val_frac, test_frac) if x >= 1]
-    if (
-        n < 1
-        or shard_size < 1
-        or workers < 1
-        or min(val_frac, test_frac) < 0
-        or fractions >= 1
-        or any(x != int(x) for x in absolute)
-    ):
-        raise ValueError(
-            "need n, shard_size and workers >= 1, and val/test sizes as fractions summing below 1 or whole counts"
-        )
+    chem_task = get_task(task)
+    _check_settings(n, split, val_frac, test_frac, fragments, namer, workers, shard_size)
     started = time.monotonic()
     out = Path(out_dir)
-    data = sources.load_source(source)
-    if len(data) == 0:
-        raise ValueError(f"source {source!r} holds no molecules; nothing written")
-    if namer == "source" and data.names is None:
-        raise ValueError(f"source {source!r} has no names; use namer='openclatura'")
+    data = _load_source(source, namer)
     settings = Settings(min_heavy_atoms, max_heavy_atoms, fragments, namer, naming_timeout_s)
-    shard_dir = out / ".shards" / _shard_key(data.meta, seed, shard_size, settings)
-    for stale in shard_dir.glob(".*.tmp"):  # left by a worker killed mid-write
-        stale.unlink(missing_ok=True)
-    order = list(range(len(data)))
-    random.Random(seed).shuffle(order)
-    n_shards = math.ceil(len(order) / shard_size)
-
-    def shard_path(k: int) -> Path:
-        return shard_dir / f"shard_{k:06d}.jsonl"
-
-    def shard_job(k: int) -> tuple[str, list[Record], dict]:
-        records: list[Record] = []
-        for idx in order[k * shard_size : (k + 1) * shard_size]:
-            src_name = data.names[idx] if data.names is not None else None
-            records.append((idx, data.record_id(idx), data.smiles[idx], src_name))
-        return str(shard_path(k)), records, settings.to_dict()
-
-    excluded = sources.exclusion_keys(exclude or [])
-    walk = _Walk(n, excluded)
-    created = [d for d in (out, out / ".shards", shard_dir) if not d.exists()]
+    plan = plan_shards(data, out, seed, shard_size, settings)
+    walk = Walk(n, sources.exclusion_keys(exclude or []))
+    created = [d for d in (out, out / ".shards", plan.dir) if not d.exists()]
     with exit_on_sigterm():
-        computed, reused = _walk_shards(walk, n_shards, shard_path, shard_job, task, seed, workers, progress)
+        computed, reused = walk_shards(walk, plan, chem_task, seed, workers, progress)
     if not walk.accepted:
         remove_created(created)
         raise ValueError(f"source {source!r}: no valid molecule among its {len(data)} records "
@@ -273,36 +165,10 @@ def build_dataset(
 
     splitter = split_scaffold if split == "scaffold" else split_random
     parts = splitter(walk.accepted, val_frac, test_frac, seed)
-    counts = {s: len(parts[s]) for s in SPLITS}
-    for name in SPLITS:
-        lines = [
-            json.dumps(
-                {"input": r["input"], "output": r["output"], "smiles": r["smiles"], "id": r["id"]},
-                ensure_ascii=False,
-            )
-            + "\n"
-            for r in parts[name]
-        ]
-        atomic_write_text(out / f"{name}.jsonl", "".join(lines))
-    provenance = {
-        "task": task,
-        "source": data.meta,
-        "source_records": len(data),
-        "n_requested": n,
-        "seed": seed,
-        "split": split,
-        "val_frac": val_frac,
-        "test_frac": test_frac,
-        "settings": settings.to_dict(),
-        "verification": "name kept only if OPSIN parses it to the same RDKit canonical SMILES",
-        "versions": _versions(),
-        "considered": walk.considered,
-        "counts": counts,
-        "total": sum(counts.values()),
-        "rejects": dict(sorted(walk.rejects.items())),
-        "excluded_from": [str(p) for p in exclude or []],
-        "scaffolds": {s: len({r.get("scaffold", "") for r in parts[s]}) for s in SPLITS},
-    }
+    counts = _write_splits(out, parts)
+    request = {"n_requested": n, "seed": seed, "split": split, "val_frac": val_frac, "test_frac": test_frac,
+               "excluded_from": [str(p) for p in exclude or []]}
+    provenance = _provenance(task, data, walk, parts, counts, settings, request)
     atomic_write_text(out / "provenance.json", json.dumps(provenance, indent=2, sort_keys=True) + "\n")
     if not keep_shards:
         import shutil

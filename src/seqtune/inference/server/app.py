@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from seqtune.chem import CHEM_TASKS
+from seqtune.chem import CHEM_TASKS, INPUT_KINDS
 from seqtune.inference.server.batcher import Batcher, Job, QueueFull, stats
 from seqtune.inference.server.middleware import AccessLog, BodyLimit
 
@@ -106,11 +106,11 @@ def check_inputs(raw: list[str] | str, limits: Limits, kind: str) -> list[str]:
 
 def _kinds(task: str) -> tuple[str, str | None]:
     """(input kind, which side to draw) for the task."""
-    if task not in CHEM_TASKS:
+    kind = INPUT_KINDS.get(task)
+    if kind is None:
         return "text", None
-    if task == "iupac2smiles":
-        return "name", "prediction"
-    return "smiles", "input"
+    # A name is not drawn: the structure of a name-reading task is its predicted SMILES.
+    return kind, "input" if kind == "smiles" else "prediction"
 
 
 def _card_scores(folder: Path, meta_scores: dict[str, Any]) -> dict[str, Any]:

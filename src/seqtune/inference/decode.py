@@ -1,0 +1,79 @@
+"""Decode, verify and score: the one path behind `seqtune run`'s predictions and `seqtune
+predict` / `evaluate`, so the two answer the same for the same model, inputs and settings.
+
+Verified decoding (verify: opsin) decodes max(num_beams, candidates) beams and keeps, per
+input, the first beam that round-trips to the input molecule (else the top beam). Rows and
+scores then carry what verification added: per row `verified` and the plain `top_beam`; in
+the summary `verified_pct` and the top beam's scores as `top_beam_<score>`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from seqtune.inference.generate import generate
+from seqtune.metrics import score
+from seqtune.prompts import PromptFormat, encode_prompt
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    num_beams: int = 1
+    candidates: int = 1
+    verify: str = "none"
+    max_new_tokens: int = 128
+    batch_size: int = 32
+    precision: str = "auto"
+
+    @property
+    def verifying(self) -> bool:
+        return self.verify != "none"
+
+    @property
+    def beams(self) -> int:
+        return max(self.num_beams, self.candidates)
+
+    @property
+    def returned(self) -> int:
+        """Beams kept per input: all of them when verifying (each is a candidate), else the best."""
+        return self.beams if self.verifying else 1
+
+
+def decode_rows(model: Any, tokenizer: Any, fmt: PromptFormat, task: str, inputs: list[str],
+                instructions: list[str], refs: list[str] | None, settings: DecodeSettings,
+                progress: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Decode `inputs` (each with its instruction), verify if asked, score against `refs` when
+    given. Returns the summary ({"n", scores...}) and one row per input: input, reference,
+    prediction, per-example scores, and (verifying) verified and top_beam."""
+    prompts = [encode_prompt(tokenizer, fmt, x, instr) for x, instr in zip(inputs, instructions, strict=True)]
+    s = settings
+    outs = generate(model, tokenizer, prompts, num_beams=s.beams, num_return=s.returned,
+                    max_new_tokens=s.max_new_tokens, batch_size=s.batch_size, precision=s.precision,
+                    progress=progress, text_of=fmt.output_text)
+    tops = [c[0] if c else "" for c in outs]
+    preds, verified = tops, None
+    if s.verifying:
+        from seqtune.chem.verify import first_consistent
+
+        picks = first_consistent(task, inputs, outs)
+        verified = [pick is not None for pick in picks]
+        preds = [c[pick] if pick is not None else top for c, pick, top in zip(outs, picks, tops)]
+    summary: dict[str, Any] = {"n": len(inputs)}
+    per: list[dict[str, Any]] = [{} for _ in inputs]
+    if refs is not None:
+        scores, per = score(task, inputs, preds, refs)
+        summary.update(scores)
+    if verified is not None:
+        if refs is not None:
+            top_scores, _ = score(task, inputs, tops, refs)
+            summary.update({f"top_beam_{k}": v for k, v in top_scores.items() if k != "n"})
+        summary["verified_pct"] = 100.0 * sum(verified) / max(len(verified), 1)
+    rows = []
+    for i, (x, p) in enumerate(zip(inputs, preds)):
+        row: dict[str, Any] = {"input": x, **({"reference": refs[i]} if refs is not None else {}), "prediction": p,
+                               **per[i]}
+        if verified is not None:
+            row.update(verified=verified[i], top_beam=tops[i])
+        rows.append(row)
+    return summary, rows

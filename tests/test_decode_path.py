@@ -1,0 +1,63 @@
+"""`seqtune run` and `seqtune predict` decode, verify and score through one function
+(inference.decode.decode_rows): one candidate rule, one row and summary layout."""
+
+import json
+
+import pytest
+
+from seqtune.cli import main
+from seqtune.inference.decode import DecodeSettings
+from seqtune.rundir import RunDir
+
+
+@pytest.mark.parametrize(("num_beams", "candidates", "verify", "beams", "returned"), [
+    (1, 1, "none", 1, 1),
+    (5, 1, "none", 5, 1),  # only the best beam is kept when nothing is verified
+    (1, 1, "opsin", 1, 1),  # no hidden widening to 5 beams (predict did that before)
+    (3, 1, "opsin", 3, 3),  # verify tries every beam decoded
+    (1, 5, "opsin", 5, 5),
+    (5, 3, "opsin", 5, 5),
+])
+def test_one_candidate_rule(num_beams, candidates, verify, beams, returned):
+    s = DecodeSettings(num_beams=num_beams, candidates=candidates, verify=verify)
+    assert (s.beams, s.returned) == (beams, returned)
+
+
+def _jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_run_and_predict_give_the_same_verified_predictions_and_keys(tmp_path, tiny_gpt2_dir, capsys):
+    run = RunDir(tmp_path / "run")
+    # candidates is left at 1: both commands must still try all 3 beams.
+    assert main(["run", f"out_dir={run.root}", "evaluate_base=false", "data.path=data/smiles2iupac_demo",
+                 "data.task=smiles2iupac", "data.train_size=16", "data.test_size=6", f"model.name={tiny_gpt2_dir}",
+                 "model.format=instruct", "train.epochs=1", "train.batch_size=8", "train.progress=false",
+                 "train.logger=none", "train.eval_generate=false", "generate.max_new_tokens=8",
+                 "generate.num_beams=3", "generate.verify=opsin"]) == 0
+    assert json.loads(run.run_info.read_text())["dropped_overlength"]["test"] == 0  # run decodes every test input
+    tuned = json.loads(run.metrics.read_text())["tuned"]
+    from_run = _jsonl(run.prediction("test"))
+    capsys.readouterr()
+
+    out = tmp_path / "predicted.jsonl"
+    assert main(["predict", "--model", str(run.model), "--input", str(run.split("test")), "--output", str(out),
+                 "--beams", "3", "--verify", "opsin"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    # predict keeps the input file's own columns first; "output" is the only one run does not write.
+    from_predict = [{k: v for k, v in row.items() if k != "output"} for row in _jsonl(out)]
+
+    assert [r["prediction"] for r in from_predict] == [r["prediction"] for r in from_run]
+    assert [list(r) for r in from_predict] == [list(r) for r in from_run]
+    assert from_predict == from_run
+    assert {"verified", "top_beam", "reference", "exact"} <= set(from_run[0])
+    assert summary == {"n": len(from_run), **tuned}
+    assert {"verified_pct", "top_beam_exact_match", "top_beam_same_molecule_pct"} <= set(tuned)
+
+    # Without references: the same rows less the reference and its scores.
+    (tmp_path / "in.txt").write_text("\n".join(r["input"] for r in from_run))
+    assert main(["predict", "--model", str(run.model), "--input", str(tmp_path / "in.txt"), "--output",
+                 str(tmp_path / "plain.jsonl"), "--beams", "3", "--verify", "opsin"]) == 0
+    plain = _jsonl(tmp_path / "plain.jsonl")
+    assert plain == [{k: r[k] for k in ("input", "prediction", "verified", "top_beam")} for r in from_run]
+    assert set(json.loads(capsys.readouterr().out)) == {"n", "verified_pct"}
