@@ -150,6 +150,7 @@ def run_recipe(name, model, examples, batch_size, steps, warmup, device, paper: 
     plan = PAPER_PLAN if paper else resolve_speed_plan(cfg, model, examples, 0, device)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr) if paper \
         else step.make_optimizer(model, cfg)
+    scaler = step.make_scaler(plan, device)  # fp16 (auto on a GPU without bf16) scales the loss
     model.train()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -163,7 +164,7 @@ def run_recipe(name, model, examples, batch_size, steps, warmup, device, paper: 
         lo = ((offset + i) * batch_size) % max(len(examples) - batch_size + 1, 1)
         chunk = examples[lo:lo + batch_size]
         step.train_step(model, opt, chunk, plan, cfg, pad_id=0, device=device,
-                        loss_fn=paper_loss if paper else None)
+                        loss_fn=paper_loss if paper else None, scaler=scaler)
         n_ex += len(chunk)
         n_tok += sum(len(e) for e in chunk)
     _sync(device)

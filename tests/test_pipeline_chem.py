@@ -24,4 +24,5 @@ def test_chem_run_has_chemistry_scores_baseline_and_verification(tmp_path, tiny_
     rows = [json.loads(x) for x in (tmp_path / "run" / "predictions" / "test.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and all("verified" in r and "top_beam" in r for r in rows)
     epochs = [json.loads(x) for x in (tmp_path / "run" / "epochs.jsonl").read_text().splitlines()]
-    assert epochs[0]["epoch"] == 1 and "same_molecule_pct" in epochs[0]
+    # per-epoch scores are the validation split's, named so (val_<score>)
+    assert epochs[0]["epoch"] == 1 and "val_same_molecule_pct" in epochs[0]

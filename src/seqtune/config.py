@@ -9,6 +9,7 @@ fails before any work starts, with a message naming the key.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import types
 import typing
@@ -139,8 +140,9 @@ class TrainConfig:
     warmup_ratio: float = 0.03  # Share of the steps spent warming the learning rate up from 0, in [0, 1).
     lr_schedule: Literal["linear", "cosine", "constant"] = "cosine"  # Decay after the warm-up.
     max_grad_norm: float = 1.0  # Gradient-norm clipping (0 = none).
-    # auto = bf16 autocast where the hardware runs it fast (CUDA, or a CPU with AMX/AVX512-BF16).
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    # Autocast (weights stay fp32). auto = bf16 where fast (CUDA with bf16, CPUs with AMX/AVX512-BF16),
+    # else fp16 with a gradient scaler on CUDA (T4, V100), else fp32; run.json says which and why.
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     seed: int = 42  # Model initialisation and batch-order seed.
     # Log the running training loss every N optimiser steps, and at each epoch end. Each log
     # reads the loss back from the device (a sync that stalls a GPU's queue of work).
@@ -149,15 +151,29 @@ class TrainConfig:
     save_every_steps: int = 0
     keep_checkpoints: int = 2  # Complete checkpoints kept (0 = all).
     resume: bool = True  # Resume from the last complete checkpoint in out_dir.
-    # Decode the test split after every epoch for exact match / edit distance (and chemistry
-    # scores): each epoch's row in epochs.jsonl is then comparable with the final scores.
+    # Decode the validation split after every epoch for exact match / edit distance (and
+    # chemistry scores), recorded as val_<score> in epochs.jsonl. The test split is decoded
+    # once, at the end, on the model train.select keeps.
     eval_generate: bool = True
-    logger: Literal["none", "tensorboard", "mlflow"] = "tensorboard"  # Metrics logger, into out_dir/logs.
+    # The weights the run ends with (model/, scored on test): the last epoch's, or the best
+    # epoch's by train.select_metric on the validation split (kept in checkpoints/best).
+    select: Literal["last", "best"] = "last"
+    # What select: best ranks epochs by: eval_loss, or a decoded validation score (exact_match,
+    # edit_distance, same_molecule_pct, ...; needs eval_generate). auto = exact_match with
+    # eval_generate, else eval_loss. Lower is better for losses, edit distance and error counts.
+    select_metric: str = "auto"
+    # Metrics loggers (Accelerate's trackers), comma-separated: tensorboard, mlflow, wandb, trackio or
+    # none. Offline into out_dir/logs, with the config as hyper-parameters and the run folder's name as
+    # run name. Packages (dev extra): mlflow-skinny, wandb, trackio. A user's MLFLOW_TRACKING_URI,
+    # WANDB_MODE or TRACKIO_DIR wins.
+    logger: str = "tensorboard"
     compile: bool = False  # torch.compile the model (+20% on CPUs after ~4 min of compiling).
     # Stop after this many optimiser steps (0 = run all epochs); for smoke tests and benchmarks.
     max_steps: int = 0
     # On out-of-memory, halve the tokens per forward pass and retry the step instead of stopping.
     oom_halving: bool = False
+    # Recompute activations in backward: ~1/3 more compute, far less memory. Turns shared_prefix off.
+    gradient_checkpointing: bool = False
     progress: bool = True  # Progress bars on a terminal.
 
 
@@ -252,6 +268,23 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     raise ConfigError(f"{key}: unsupported type {tp}")
 
 
+# train.logger's names -> (module imported, pip package that provides it).
+LOGGERS = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow-skinny"),
+           "wandb": ("wandb", "wandb"), "trackio": ("trackio", "trackio")}
+
+
+def logger_names(value: str) -> list[str]:
+    """The trackers `train.logger` names, each known and installed: checked on load, before any work."""
+    names = list(dict.fromkeys(n for n in (s.strip() for s in value.split(",")) if n and n != "none"))
+    for name in names:
+        module, package = LOGGERS.get(name, ("", ""))
+        if not module:
+            raise KeyedConfigError("train.logger", f"train.logger: {name!r} is not one of none, {', '.join(LOGGERS)}")
+        if importlib.util.find_spec(module) is None:
+            raise KeyedConfigError("train.logger", f"train.logger: {name} is not installed (pip install {package})")
+    return names
+
+
 def _check_ranges(cfg: RunConfig) -> None:
     d, m, t, g = cfg.data, cfg.model, cfg.train, cfg.generate
     positive = {
@@ -280,6 +313,9 @@ def _check_ranges(cfg: RunConfig) -> None:
     if d.val_fraction + d.test_fraction >= 1:
         raise KeyedConfigError("data.test_fraction",
                                "data.val_fraction + data.test_fraction: must leave some training data (< 1)")
+    if t.select == "best" and t.select_metric not in ("auto", "eval_loss") and not t.eval_generate:
+        raise KeyedConfigError("train.select_metric", f"train.select_metric: {t.select_metric} is a decoded "
+                               "score, which needs train.eval_generate: true (or use eval_loss)")
     if g.candidates > g.num_beams and g.candidates > 1:
         raise KeyedConfigError("generate.candidates", f"generate.candidates: {g.candidates} needs "
                                f"generate.num_beams >= that number (got {g.num_beams})")
@@ -326,6 +362,7 @@ def config_from_dict(raw: dict[str, Any]) -> RunConfig:
     """Build and check a config from nested sections (aliases such as `learning_rate` accepted)."""
     cfg = _build(RunConfig, nest(flatten(raw)), "")
     _check_ranges(cfg)
+    logger_names(cfg.train.logger)
     return cfg
 
 

@@ -1,4 +1,5 @@
-"""Sequence scores: exact match and normalised edit distance (Levenshtein / length of the longer string)."""
+"""Sequence scores: exact match and normalised edit distance (Levenshtein / length of the longer
+string); and which way each score is better, for train.select: best."""
 
 from __future__ import annotations
 
@@ -6,6 +7,22 @@ import warnings
 from typing import Any
 
 from rapidfuzz.distance import Levenshtein
+
+# Scores where less is better; every other score (exact match, percentages, Tanimoto) is
+# better higher. Compared without a split prefix (val_, top_beam_).
+LOWER_IS_BETTER = frozenset({"eval_loss", "train_loss", "edit_distance", "mean_element_count_error"})
+
+
+def lower_is_better(metric: str) -> bool:
+    return metric.removeprefix("val_").removeprefix("top_beam_") in LOWER_IS_BETTER
+
+
+def selection_metric(select_metric: str, eval_generate: bool) -> str:
+    """train.select_metric resolved: auto is the decoded exact match where each epoch is decoded,
+    else the validation loss (the one score every run has)."""
+    if select_metric != "auto":
+        return select_metric.removeprefix("val_")
+    return "exact_match" if eval_generate else "eval_loss"
 
 
 def normalized_edit_distance(a: str, b: str) -> float:

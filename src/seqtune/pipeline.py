@@ -1,12 +1,19 @@
-"""`seqtune run`: data -> base-model scores -> training (scored each epoch) -> export -> final scores.
+"""`seqtune run`: data -> base-model scores -> training (scored on validation each epoch) ->
+selected model -> export -> test scores, decoded once.
 
 Run folder (the contract with sweeps and reports; paths from seqtune.rundir.RunDir):
   config.yaml, run.json          resolved config; versions, data hash, parameter count
   data/{train,val,test}.jsonl     the exact splits used
-  epochs.jsonl                    one record per finished epoch (losses, scores, timing)
-  predictions/{base,epoch-K,test}.jsonl   per-example outputs and scores
+  epochs.jsonl                    one record per finished epoch (losses, val_<score>, timing)
+  predictions/base.jsonl, test.jsonl     the untrained and the selected model on the test split
+  predictions/epoch-K.jsonl       epoch K's model on the validation split
+  predictions/{baseline,lookup}.jsonl    the rules baseline and an independent one on test
   model/                          merged weights + tokenizer + prompt format + model card
   metrics.json                    written last: its presence means the run finished
+
+Nothing chosen during training (epochs, train.select: best) sees the test split: it is
+decoded before training (the base model) and once after. Every score in metrics.json has
+its 95 % bootstrap interval beside it (`ci95`, seqtune.stats).
 """
 
 from __future__ import annotations
@@ -27,12 +34,13 @@ from seqtune.data import Pair, Splits, load_splits, save_splits
 from seqtune.errors import ConfigError, DataError, SeqtuneError
 from seqtune.export import finish_model_folder
 from seqtune.inference.decode import DecodeSettings, decode_rows
-from seqtune.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, run_folder_lock, write_error
-from seqtune.metrics import score
+from seqtune.io import atomic_write_json, atomic_write_jsonl, run_folder_lock, write_error
+from seqtune.metrics import score, selection_metric
 from seqtune.modeling import ModelInfo, count_params, load_model, save_model
 from seqtune.prompts import PromptFormat, encode_example, get_format, require_instruction_slot
-from seqtune.rundir import EPOCH_COUNTERS, RunDir
-from seqtune.runtime import loaded_allocator, package_versions
+from seqtune.rundir import RunDir
+from seqtune.runtime import loaded_allocator, package_versions, resolve_precision
+from seqtune.stats import METHOD, with_intervals
 from seqtune.training.batching import Encoded, Example, encode_pairs
 
 if TYPE_CHECKING:
@@ -100,32 +108,61 @@ def predict_pairs(model: Any, tokenizer: Any, fmt: PromptFormat, instruction: st
 
 
 def score_baseline(task: str, pairs: list[Pair]) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-    """The rules-based tool (openclatura, OPSIN, RDKit) scored as a 'model' on the same pairs."""
+    """The rules-based tool (openclatura, OPSIN, RDKit) scored as a 'model' on the same pairs. It
+    made (or verified) the labels of seqtune's chemistry data, which its summary says (`role`)."""
     from seqtune.chem import CHEM_TASKS
 
     if task not in CHEM_TASKS or not pairs:
         return None
     try:
+        from seqtune.chem.baseline import LABEL_SOURCE
         from seqtune.chem.baseline import predict as baseline_predict
     except ModuleNotFoundError:
         return None
     inputs, refs = [p.input for p in pairs], [p.output for p in pairs]
     preds = baseline_predict(task, inputs)
     summary, rows = score(task, inputs, preds, refs)
-    return summary, [{"input": i, "reference": r, "prediction": p, **row}
-                     for i, r, p, row in zip(inputs, refs, preds, rows)]
+    return ({**with_intervals(summary, rows), "role": LABEL_SOURCE},
+            [{"input": i, "reference": r, "prediction": p, **row} for i, r, p, row in zip(inputs, refs, preds, rows)])
+
+
+def score_lookup(task: str, pairs: list[Pair]) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """A baseline independent of the labels (chem.baseline.lookup), scored on the pairs it
+    answers; `coverage_pct` says how many that is. None for tasks without one."""
+    from seqtune.chem import CHEM_TASKS
+
+    if task not in CHEM_TASKS or not pairs:
+        return None
+    try:
+        from seqtune.chem.baseline import lookup
+        found = lookup(task, [p.input for p in pairs])
+    except ModuleNotFoundError:
+        return None
+    if found is None:
+        return None
+    source, answers = found
+    covered = [(p, a) for p, a in zip(pairs, answers) if a is not None]
+    summary, scored = score(task, [p.input for p, _ in covered], [a for _, a in covered],
+                            [p.output for p, _ in covered]) if covered else ({"n": 0}, [])
+    per = iter(scored)
+    rows = [{"input": p.input, "reference": p.output, "prediction": a, "covered": a is not None,
+             **(next(per) if a is not None else {})} for p, a in zip(pairs, answers)]
+    summary = {**with_intervals(summary, scored), "n": len(covered),
+               "coverage_pct": 100.0 * len(covered) / len(pairs), "source": source}
+    return summary, rows
 
 
 def _table(columns: dict[str, dict[str, Any] | None]) -> str:
-    """Scores side by side: base model, tuned model, rules-based baseline."""
+    """Scores side by side: base model, tuned model, rules-based baselines."""
     tuned = columns["tuned"] or {}
     keys = [k for k in tuned if k != "n" and isinstance(tuned[k], (int, float)) and not k.startswith("top_beam_")]
-    lines = [f"{'metric':<24}" + "".join(f"{name:>12}" for name in columns)]
+    widths = [max(12, len(name) + 2) for name in columns]
+    lines = [f"{'metric':<24}" + "".join(f"{name:>{w}}" for name, w in zip(columns, widths))]
     for k in keys:
         cells = []
-        for col in columns.values():
+        for col, w in zip(columns.values(), widths):
             v = (col or {}).get(k)
-            cells.append(f"{v:>12.4g}" if isinstance(v, (int, float)) else f"{'-':>12}")
+            cells.append(f"{v:>{w}.4g}" if isinstance(v, (int, float)) else f"{'-':>{w}}")
         lines.append(f"{k:<24}" + "".join(cells))
     return "\n".join(lines)
 
@@ -209,19 +246,23 @@ def _run(cfg: RunConfig, splits: Splits, fmt: PromptFormat, dist: Any) -> dict[s
             "n_params": n_params, "n_trainable": n_trainable, "model": cfg.model.name,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "runtime": {"device": str(dist.device), "threads": torch.get_num_threads(),
-                        "allocator": loaded_allocator()},
+                        "allocator": loaded_allocator(),
+                        **resolve_precision(cfg.train.precision, dist.device).record()},
         })
-    test_pairs = enc["test"].kept
+    test_pairs, val_pairs = enc["test"].kept, enc["val"].kept
+    _check_select(cfg, val_pairs)
     with _write_errors(out, "predictions"):
         base = _score_base(cfg, model, tok, fmt, test_pairs, out)
 
     def on_epoch_end(epoch: int, trained: Any) -> dict[str, Any]:
-        if not (cfg.train.eval_generate and test_pairs):
+        # The validation split, never the test split: epochs are compared (and train.select
+        # picks one) by these scores, which would otherwise tune the run on its test set.
+        if not (cfg.train.eval_generate and val_pairs):
             return {}
-        summary, rows = predict_pairs(trained, tok, fmt, instruction, test_pairs, cfg, cfg.data.task,
+        summary, rows = predict_pairs(trained, tok, fmt, instruction, val_pairs, cfg, cfg.data.task,
                                       cfg.train.progress)
         atomic_write_jsonl(run.epoch_predictions(epoch), rows)
-        return {k: v for k, v in summary.items() if k != "n"}
+        return {f"val_{k}": v for k, v in summary.items() if k != "n"}
 
     from seqtune.training.loop import train
 
@@ -252,24 +293,62 @@ def _score_base(cfg: RunConfig, model: Any, tok: Any, fmt: PromptFormat, test_pa
     return base
 
 
+def _check_select(cfg: RunConfig, val_pairs: list[Pair]) -> None:
+    """train.select: best needs validation scores to rank epochs by; said before any training."""
+    t = cfg.train
+    if t.select != "best":
+        return
+    metric = selection_metric(t.select_metric, t.eval_generate)
+    if not val_pairs:
+        raise ConfigError(f"train.select: best ranks epochs by validation {metric}, and {cfg.data.path} has no "
+                          "validation split (data.val_fraction, data.val_size); use train.select: last")
+    if metric == "eval_loss":
+        return
+    # The score names a task has: those of scoring one validation pair against itself.
+    p = val_pairs[0]
+    scored, _ = score(cfg.data.task, [p.input], [p.output], [p.output])
+    known = [k for k in scored if k != "n"] + ["verified_pct"] * (cfg.generate.verify != "none")
+    if metric not in known and not (metric.startswith("top_beam_") and metric[9:] in known):
+        raise ConfigError(f"train.select_metric: {metric!r} is not a score of {cfg.data.task} "
+                          f"(eval_loss, {', '.join(known)})")
+
+
+def _selection(cfg: RunConfig, state: TrainState) -> dict[str, Any]:
+    """Which epoch's weights the run ended with, and by what (metrics.json `selection`)."""
+    history = state.history or []
+    if cfg.train.select == "best" and state.best is not None:
+        return {"select": "best", **state.best}
+    return {"select": "last", "epoch": history[-1]["epoch"] if history else 0}
+
+
+def _reference_scores(task: str, test_pairs: list[Pair], run: RunDir) -> dict[str, dict[str, Any] | None]:
+    """The rules baseline (label source) and the independent lookup on the test pairs."""
+    out: dict[str, dict[str, Any] | None] = {}
+    for name, scorer in (("baseline", score_baseline), ("lookup", score_lookup)):
+        scored = scorer(task, test_pairs)
+        out[name] = scored[0] if scored is not None else None
+        if scored is not None:
+            atomic_write_jsonl(run.prediction(name), scored[1])
+    return out
+
+
 def _finish(cfg: RunConfig, model: Any, tok: Any, fmt: PromptFormat, splits: Splits, enc: dict[str, Encoded],
             state: TrainState, base: dict[str, Any] | None, params: tuple[int, int]) -> dict[str, Any]:
-    """Final test scores, the exported model, and metrics.json (written last: the run is done)."""
+    """Test scores of the selected model (the one decode of the test split after training), the
+    exported model, and metrics.json (written last: the run is done)."""
     run, task, instruction = RunDir(cfg.out_dir), cfg.data.task, cfg.data.instruction
     test_pairs = enc["test"].kept
-    history = state.history
-    last_epoch = history[-1]["epoch"] if history else 0
-    last_preds = run.epoch_predictions(last_epoch)
-    if cfg.train.eval_generate and last_preds.is_file():
-        tuned = {k: v for k, v in history[-1].items() if k not in EPOCH_COUNTERS}
-        atomic_write_text(run.prediction("test"), last_preds.read_text(encoding="utf-8"))
-    else:
-        summary, rows = predict_pairs(model, tok, fmt, instruction, test_pairs, cfg, task, cfg.train.progress)
-        atomic_write_jsonl(run.prediction("test"), rows)
-        tuned = {k: v for k, v in summary.items() if k != "n"}
+    history = state.history or []
+    selection = _selection(cfg, state)
+    summary, rows = predict_pairs(model, tok, fmt, instruction, test_pairs, cfg, task, cfg.train.progress)
+    atomic_write_jsonl(run.prediction("test"), rows)
+    # The chosen epoch's losses lead, as they did when the last epoch's record was the final one.
+    chosen = next((r for r in history if r["epoch"] == selection["epoch"]), {})
+    losses = {k: chosen[k] for k in ("train_loss", "eval_loss") if k in chosen} if cfg.train.eval_generate else {}
+    tuned = {**losses, **{k: v for k, v in summary.items() if k != "n"}}
     n_params, n_trainable = params
     train_info = {
-        "epochs": last_epoch, "train_examples": len(enc["train"].examples),
+        "epochs": history[-1]["epoch"] if history else 0, "train_examples": len(enc["train"].examples),
         "train_seconds": state.train_seconds,
         "examples_per_s": state.examples_seen / max(state.train_seconds, 1e-9),
         "n_params": n_params, "n_trainable": n_trainable, "model": cfg.model.name, "method": cfg.model.method,
@@ -278,12 +357,11 @@ def _finish(cfg: RunConfig, model: Any, tok: Any, fmt: PromptFormat, splits: Spl
     info = ModelInfo(fmt, task, instruction, cfg.model.name, {"config": config_to_dict(cfg)})
     save_model(model, tok, run.model, info)
     finish_model_folder(run.model, tuned=tuned, run_dir=run.root)  # chat template, generation config, Hub card
-    baseline = None
-    scored = score_baseline(task, test_pairs)
-    if scored is not None:
-        baseline, rows = scored
-        atomic_write_jsonl(run.prediction("baseline"), rows)
-    result = {"base": base, "tuned": tuned, "baseline": baseline, "train": train_info}
+    refs = _reference_scores(task, test_pairs, run)
+    result = {"base": base, "tuned": tuned, **refs, "selection": selection, "intervals": METHOD, "train": train_info}
     atomic_write_json(run.metrics, result)
-    print(_table({"base": base, "tuned": tuned, "rules": baseline}))
+    print(_table({"base": base, "tuned": tuned, "rules (label source)": refs["baseline"], "lookup": refs["lookup"]}))
+    if refs["lookup"] is not None:
+        print(f"lookup: {refs['lookup']['source']}; covers {refs['lookup']['coverage_pct']:.1f} % of the test pairs, "
+              "scored on those")
     return result

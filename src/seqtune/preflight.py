@@ -9,30 +9,41 @@ from typing import Any
 
 import torch
 
+from seqtune import runtime
 from seqtune.config import RunConfig
 from seqtune.data import load_splits
 from seqtune.modeling import count_params, load_model
 from seqtune.prompts import get_format, require_instruction_slot
 
 
-def _time_steps(model: Any, examples: list, cfg: RunConfig, pad_id: int, n: int = 1) -> float:
-    """Seconds per optimiser step, measured on real batches with the step `train` runs
-    (the first step is warm-up)."""
+def _time_steps(model: Any, examples: list, cfg: RunConfig, pad_id: int, n: int = 1) -> tuple[float, str]:
+    """(seconds per optimiser step, where): measured on real batches with the step `train` runs,
+    on the device and in the precision training will use (the first step is warm-up)."""
+    from seqtune.modeling import enable_gradient_checkpointing
     from seqtune.training import step
     from seqtune.training.batching import step_order
     from seqtune.training.speed import resolve_speed_plan
 
-    cpu = torch.device("cpu")
-    plan = resolve_speed_plan(cfg.train, model, examples, pad_id, cpu)
+    device = runtime.training_device()
+    model.to(device)
+    if cfg.train.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    plan = resolve_speed_plan(cfg.train, model, examples, pad_id, device)
     opt = step.make_optimizer(model, cfg.train)
+    scaler = step.make_scaler(plan, device)
     order = step_order(len(examples), cfg.train.batch_size, cfg.train.seed, 0)
     model.train()  # dropout on, as in training
     times = []
     for idx in order[: n + 1]:
         t0 = time.perf_counter()
-        step.train_step(model, opt, [examples[i] for i in idx], plan, cfg.train, pad_id=pad_id, device=cpu)
+        step.train_step(model, opt, [examples[i] for i in idx], plan, cfg.train, pad_id=pad_id, device=device,
+                        scaler=scaler)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # the step returns once its kernels are queued
         times.append(time.perf_counter() - t0)
-    return statistics.median(times[1:]) if len(times) > 1 else times[0]
+    precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(plan.amp, "fp32")
+    sec = statistics.median(times[1:]) if len(times) > 1 else times[0]
+    return sec, f"{device.type}, {precision}"
 
 
 def preflight(cfg: RunConfig, time_steps: bool = True) -> str:
@@ -68,11 +79,12 @@ def preflight(cfg: RunConfig, time_steps: bool = True) -> str:
         total_steps = min(total_steps, cfg.train.max_steps)
     lines.append(f"plan: {cfg.train.epochs} epochs x {steps_epoch} steps = {total_steps} steps of "
                  f"{cfg.train.batch_size} examples; {sum(lengths) * cfg.train.epochs} training tokens; "
-                 f"packing {cfg.train.packing}; precision {cfg.train.precision}")
+                 f"packing {cfg.train.packing}; precision {cfg.train.precision}; "
+                 f"gradient checkpointing {'on' if cfg.train.gradient_checkpointing else 'off'}")
     if time_steps and n_train:
-        sec = _time_steps(model, enc["train"].examples, cfg, tok.pad_token_id)
+        sec, where = _time_steps(model, enc["train"].examples, cfg, tok.pad_token_id)
         est = sec * total_steps
         lines.append(f"estimated training time on this machine: {est / 60:.1f} min "
-                     f"({sec:.2f} s/step, {cfg.train.batch_size / sec:.1f} examples/s)")
+                     f"({sec:.2f} s/step, {cfg.train.batch_size / sec:.1f} examples/s; timed on {where})")
     lines.append(f"checked in {time.perf_counter() - t0:.1f} s; output folder {cfg.out_dir}")
     return "\n".join(lines)

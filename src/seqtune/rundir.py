@@ -108,7 +108,8 @@ class RunDir:
         return self.data / f"{name}.jsonl"
 
     def prediction(self, name: str) -> Path:
-        """predictions/NAME.jsonl, NAME in base, epoch-K, test, baseline."""
+        """predictions/NAME.jsonl, NAME in base, test, baseline, lookup (the test split) and
+        epoch-K (the validation split)."""
         return self.predictions / f"{name}.jsonl"
 
     def epoch_predictions(self, epoch: int) -> Path:
@@ -132,6 +133,12 @@ class RunDir:
 
     def checkpoint(self, step: int) -> Path:
         return self.checkpoints / f"step-{step:08d}"
+
+    @property
+    def best(self) -> Path:
+        """checkpoints/best: the weights (model.pt) and record (best.json) of the best epoch so
+        far, which a train.select: best run ends with."""
+        return self.checkpoints / "best"
 
     @property
     def is_run(self) -> bool:

@@ -9,9 +9,10 @@ recommends. An allocator can only be chosen before the process starts, so the `s
 command re-executes itself once with the library in LD_PRELOAD, the way launchers such
 as `torchrun` set up their workers. SEQTUNE_ALLOCATOR=system turns this off.
 
-The rest is what a process needs to know about its machine: whether bf16 is fast here,
-which packages are installed (and where), and where downloads are cached. Importing this
-module does not import torch, so the CLI can use it for commands that never train.
+The rest is what a process needs to know about its machine: the device it trains on and
+the precision it trains in (bf16, fp16 or fp32, and why), which packages are installed
+(and where), and where downloads are cached. Importing this module does not import torch,
+so the CLI can use it for commands that never train.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import importlib.util
 import os
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -89,17 +91,68 @@ def cpu_has_fast_bf16() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
-def autocast_dtype(setting: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for `train.precision` on `device`; None runs in fp32."""
+@dataclass(frozen=True)
+class Precision:
+    """`train.precision` resolved for a device, and why: recorded in run.json and printed
+    once, so that a run that fell back to fp32 (or to fp16) says so."""
+
+    name: str  # bf16 or fp16 (autocast), or fp32 (none)
+    reason: str
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        """The autocast dtype; None runs in fp32."""
+        import torch
+
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.name)
+
+    @property
+    def scaled(self) -> bool:
+        """fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range."""
+        return self.name == "fp16"
+
+    def record(self) -> dict[str, str]:
+        return {"precision": self.name, "precision_reason": self.reason}
+
+
+def cuda_has_bf16() -> bool:
+    """Native bf16 (compute capability 8.0+, or ROCm). Emulated bf16, which torch also counts
+    as support, runs slower than fp16 on the T4s and V100s that lack it."""
     import torch
 
-    if setting == "fp32":
-        return None
-    if setting == "bf16":
-        return torch.bfloat16
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+def resolve_precision(setting: str, device: torch.device) -> Precision:
+    """`train.precision` on `device`. auto: bf16 where the hardware runs it fast (a CUDA GPU
+    with bf16, a CPU with AMX/AVX512-BF16), else fp16 with a gradient scaler on CUDA, else fp32.
+    The one place this is decided: training, `seqtune check`, decoding and run.json ask here."""
+    if setting != "auto":
+        return Precision(setting, f"train.precision: {setting}")
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    return torch.bfloat16 if device.type == "cpu" and cpu_has_fast_bf16() else None
+        if cuda_has_bf16():
+            return Precision("bf16", "auto: the CUDA device supports bf16")
+        return Precision("fp16", "auto: the CUDA device has no native bf16; fp16 with a gradient scaler")
+    if device.type == "cpu":
+        if cpu_has_fast_bf16():
+            return Precision("bf16", "auto: the CPU has AMX/AVX512-BF16")
+        return Precision("fp32", "auto: the CPU has no fast bf16 (AMX/AVX512-BF16)")
+    return Precision("fp32", f"auto: no mixed precision on {device.type}")
+
+
+def autocast_dtype(setting: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `train.precision` on `device`; None runs in fp32."""
+    return resolve_precision(setting, device).dtype
+
+
+def training_device() -> torch.device:
+    """The device this process trains on: its CUDA GPU (one per process under `accelerate
+    launch` / torchrun, as Accelerate assigns them), else the CPU. The loop and `seqtune
+    check` both ask here, so that check times steps where training will run them."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available()).device
 
 
 def package_versions(packages: Iterable[str], missing: str | None = None) -> dict[str, str]:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import CHEM_TASKS, INPUT_KINDS, molecules, naming, scores
+from . import CHEM_TASKS, INPUT_KINDS, molecules, naming, pubchem, scores
 
 __all__ = ["CHEM_TASKS", "INSTRUCTIONS", "TASKS", "ChemTask", "get_task", "make_example", "mix_examples"]
 
@@ -44,6 +44,9 @@ class ChemTask:
     # (input, output) -> (SMILES, name), for the tasks whose pairs hold both, from which
     # `data.mix` makes the other tasks' pairs.
     molecule_and_name: Callable[[str, str], tuple[str, str]] | None = None
+    # (what it is, inputs -> answers, None where it has none): a second baseline independent of
+    # the tools that made the labels (which score ~100 % by construction), where one exists offline.
+    lookup: tuple[str, Callable[[list[str]], list[str | None]]] | None = None
 
     @property
     def input_kind(self) -> str:
@@ -142,6 +145,7 @@ TASKS: dict[str, ChemTask] = {
             consistent=_names_match,
             baseline=_per_molecule(_openclatura_name),
             molecule_and_name=lambda input, output: (input, output),
+            lookup=(pubchem.SOURCE, pubchem.iupac_names),
         ),
         ChemTask(
             "iupac2smiles",

@@ -6,6 +6,8 @@ at once, so each figure takes the *slice* of runs in which its own axes vary
 most and every other swept setting is held fixed; the fixed values are named
 in the caption so a reader knows what the curve compares. A figure whose axis
 has a single value in the data is skipped with a note instead of drawing a dot.
+Error bars are the scores' 95 % bootstrap intervals (X_ci_low / X_ci_high in the table),
+drawn where a point is one run's score.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator, NullFormatter, NullLocator  # noqa: E402
 
+from seqtune.experiments.results import CI_HIGH, CI_LOW  # noqa: E402
 from seqtune.rundir import NOT_MODEL_SETTINGS  # noqa: E402
 
 # Results-table column -> the config key that sets it, to know which swept key an axis consumes.
@@ -30,6 +33,8 @@ SETTING_OF = {"train_examples": "data.train_size", "model": "model.name", "n_par
 METRICS = (("edit_distance", "Mean normalized edit distance (lower is better)"),
            ("exact_match", "Exact match (%)"))
 DPI = 110
+ERROR_BARS = " Error bars: 95 % bootstrap intervals over the scored examples."
+RULES_LABEL = "rules (label source)"
 
 
 @dataclass
@@ -120,11 +125,13 @@ def _lines(rows: pd.DataFrame, x: str, line_by: str, title: str, xlabel: str, sl
             continue
         for _, grp in groups:
             # Repeated x within one line (e.g. seeds) are averaged rather than drawn as a zigzag.
-            g = grp.dropna(subset=[x, metric]).groupby(x)[metric].mean()
+            pts = grp.dropna(subset=[x, metric])
+            g = pts.groupby(x)[metric].mean()
             if not g.empty:
-                ax.plot(g.index, g.values, marker="o", label=label_fmt(grp[line_by].iloc[0]))
+                ax.errorbar(g.index, g.values, yerr=error_bars(pts, x, metric, g), marker="o", capsize=3,
+                            label=label_fmt(grp[line_by].iloc[0]))
         if reference and metric in reference:
-            ax.axhline(reference[metric], color="grey", linestyle="--", linewidth=1, label="rules-based tool")
+            ax.axhline(reference[metric], color="grey", linestyle="--", linewidth=1, label=RULES_LABEL)
         if log_x:
             labels = [f"{tick_names[v]}\n{_count(v)}" for v in xs] if tick_names else None
             _log_ticks(ax, xs, labels)
@@ -137,8 +144,25 @@ def _lines(rows: pd.DataFrame, x: str, line_by: str, title: str, xlabel: str, sl
     axes[-1].legend(title=line_by.replace("_", " "), fontsize="small")
     fig.suptitle(title)
     if reference:
-        caption += " Dashed: the rules-based tool on the same test pairs."
-    return Plot(slug, title, caption, _png(fig))
+        caption += (" Dashed: the rules-based tool on the same test pairs, which made the labels (~100 % by "
+                    "construction).")
+    return Plot(slug, title, caption.rstrip() + ERROR_BARS, _png(fig))
+
+
+def _offsets(rows: pd.DataFrame, metric: str, mean: float) -> tuple[float, float]:
+    """Distances below and above `mean` to its interval, when `rows` is one row holding one; else
+    none (0, 0): a mean of several runs has no interval of its own."""
+    low, high = metric + CI_LOW, metric + CI_HIGH
+    if len(rows) != 1 or low not in rows or high not in rows or rows[[low, high]].isna().to_numpy().any():
+        return 0.0, 0.0
+    return max(0.0, mean - float(rows[low].iloc[0])), max(0.0, float(rows[high].iloc[0]) - mean)
+
+
+def error_bars(rows: pd.DataFrame, x: str, metric: str, means: pd.Series) -> list[list[float]] | None:
+    """Matplotlib's yerr ([below], [above]) for the points `means` (indexed by x), or None when no
+    point has an interval."""
+    pairs = [_offsets(rows[rows[x] == xv], metric, float(mean)) for xv, mean in means.items()]
+    return [[b for b, _ in pairs], [a for _, a in pairs]] if any(b or a for b, a in pairs) else None
 
 
 def _sort_key(v: Any) -> tuple[int, float, str]:
@@ -193,7 +217,8 @@ def plot_epochs(epochs: pd.DataFrame, keys: list[str]) -> list[Plot]:
         if not _enough(sub, "epoch", "run"):
             continue
         name = f"{title}: {model}" if len(models) > 1 else title
-        caption = (f"Held-out scores after each epoch of {model}; one line per number of training examples. "
+        split = "Validation-split" if set(sub.get("split", pd.Series(dtype=str)).dropna()) == {"val"} else "Held-out"
+        caption = (f"{split} scores after each epoch of {model}; one line per number of training examples. "
                    f"{_fixed_text(fixed)}")
         s = f"{slug}_{model}" if len(models) > 1 else slug
         s = "".join(c if c.isalnum() or c in "._-" else "-" for c in s)
@@ -238,20 +263,22 @@ def plot_compare(finals: pd.DataFrame, keys: list[str], axis: str) -> Plot:
     width = 0.8 / len(values)
     for ax, (metric, ylabel) in zip(axes, METRICS, strict=True):
         for i, value in enumerate(values):
-            pos, heights = [], []
+            pos, heights, errs = [], [], []
             for j, model in enumerate(models):
                 m = rows[(rows[axis].astype(str) == value) & (rows["model"].astype(str) == model)]
                 if metric in m and not m[metric].dropna().empty:
                     pos.append(j + (i - (len(values) - 1) / 2) * width)
                     heights.append(float(m[metric].mean()))
-            bars = ax.bar(pos, heights, width, label=value)
+                    errs.append(_offsets(m, metric, heights[-1]))
+            yerr = [[b for b, _ in errs], [a for _, a in errs]] if any(b or a for b, a in errs) else None
+            bars = ax.bar(pos, heights, width, label=value, yerr=yerr, capsize=3)
             ax.bar_label(bars, fmt="%.3f" if metric == "edit_distance" else "%.1f", fontsize="small")
         ax.set_xticks(range(len(models)), models)
         _style(ax, "Base model", ylabel, metric)
         ax.set_title(ylabel.split(" (")[0])
     axes[-1].legend(title=axis, fontsize="small")
     fig.suptitle(title)
-    caption = f"Final test-set scores for each {axis}. {_fixed_text(fixed)}"
+    caption = f"Final test-set scores for each {axis}. {_fixed_text(fixed)}".rstrip() + ERROR_BARS
     return Plot(slug, title, caption, _png(fig))
 
 

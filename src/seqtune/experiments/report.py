@@ -20,14 +20,16 @@ import pandas as pd
 from seqtune.errors import SeqtuneError
 from seqtune.experiments.plots import Plot, make_plots
 from seqtune.experiments.results import (
+    EPOCH_CAPTION,
+    FINAL_CAPTION,
     collect,
     display_columns,
+    epoch_columns,
     error_line,
     final_table,
     find_runs,
-    fmt_cell,
     results_markdown,
-    score_columns,
+    score_cell,
     write_results,
 )
 from seqtune.io import atomic_write_bytes, atomic_write_text, read_jsonl
@@ -68,11 +70,9 @@ td.mono{font-family:ui-monospace,Menlo,Consolas,monospace;word-break:break-all;m
 <td class="mono">{{ r.prediction }}</td><td>{{ r.edit_distance }}</td></tr>{% endfor %}</table>
 {% else %}<p class="skip">{{ worst_note }}</p>{% endif %}
 <h2>Results</h2>
-<p>Final scores on the test split; <code>base_exact_match</code> is the untrained model,
-<code>baseline_exact_match</code> the rules-based tool (when the task has one). Edit distance is the
-mean normalized Levenshtein distance (0 = identical).</p>
+<p>{{ final_caption }}</p>
 {{ final_table }}
-{% if epoch_table %}<details><summary>Per-epoch scores (held-out split)</summary>{{ epoch_table }}</details>{% endif %}
+{% if epoch_table %}<details><summary>{{ epoch_caption }}</summary>{{ epoch_table }}</details>{% endif %}
 </body></html>
 """
 
@@ -81,7 +81,7 @@ def _html_table(df: pd.DataFrame, columns: list[str]) -> str:
     cols = [c for c in columns if c in df.columns]
     esc = markupsafe.escape
     head = "".join(f"<th>{esc(c)}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{esc(fmt_cell(row[c], c))}</td>" for c in cols) + "</tr>"
+    body = "".join("<tr>" + "".join(f"<td>{esc(score_cell(row, c))}</td>" for c in cols) + "</tr>"
                    for _, row in df.iterrows())
     return f"<table><tr>{head}</tr>{body}</table>"
 
@@ -104,7 +104,8 @@ def best_run(df: pd.DataFrame) -> str | None:
 
 
 def worst_predictions(run_dir: Path, n: int = WORST_N) -> tuple[list[dict[str, Any]], str]:
-    """The n test predictions with the highest edit distance, and which file they came from."""
+    """The n test predictions with the highest edit distance, and which file they came from (an
+    unfinished run's latest epoch: validation predictions, which the file name says)."""
     run = RunDir(run_dir)
     path = run.prediction("test")
     if not path.is_file():  # an unfinished run: fall back to its latest epoch's predictions
@@ -159,9 +160,7 @@ def build_report(root: str | Path, out_dir: str | Path | None = None, worst_n: i
     finals = final_table(df, keys)
     final_cols = display_columns(finals, keys, list(finals.columns))
     epoch_rows = df[df["kind"] == "epoch"]
-    epoch_cols = display_columns(epoch_rows, keys, [
-        "run", *keys, "epoch", "exact_match", "edit_distance", *score_columns(df, keys),
-        "train_loss", "eval_loss", "train_seconds"])
+    epoch_cols = display_columns(epoch_rows, keys, epoch_columns(df, keys))
 
     for p in plots:
         if p.png is not None:
@@ -173,6 +172,7 @@ def build_report(root: str | Path, out_dir: str | Path | None = None, worst_n: i
         worst=worst, worst_note=worst_note,
         final_table=markupsafe.Markup(_html_table(finals, final_cols)),
         epoch_table=markupsafe.Markup(_html_table(epoch_rows, epoch_cols)) if len(epoch_rows) else "",
+        final_caption=FINAL_CAPTION.replace("`", ""), epoch_caption=EPOCH_CAPTION.replace("`", ""),
     )
     html_path, md_path = out / "report.html", out / "report.md"
     atomic_write_text(html_path, html)

@@ -1,10 +1,13 @@
 """Results table: every run folder under a root, flattened into one row per (run, epoch).
 
-Rows come in four kinds: `base` (the untrained model on the test split), `baseline`
-(a rules-based tool on the same pairs, for tasks that have one), `epoch` (the
-per-epoch evaluation from epochs.jsonl) and `final` (the tuned model on the test
-split, from metrics.json). Unfinished and failed runs still contribute the
-epochs they completed, so a half-done sweep can already be looked at.
+Rows come in five kinds: `base` (the untrained model on the test split), `baseline` (the
+rules-based tool that made the labels, on the same pairs: ~100 % by construction),
+`lookup` (a source independent of the labels, on the test pairs it covers), `epoch` (the
+per-epoch evaluation from epochs.jsonl, on the validation split; runs from before that
+change decoded the test split, which their `split` column says) and `final` (the selected
+model on the test split, from metrics.json). Each score X has its 95 % bootstrap interval in
+X_ci_low / X_ci_high where the run recorded one. Unfinished and failed runs still contribute
+the epochs they completed, so a half-done sweep can already be looked at.
 """
 
 from __future__ import annotations
@@ -25,11 +28,30 @@ from seqtune.config_sources import flatten
 from seqtune.errors import SeqtuneError
 from seqtune.io import atomic_write_text, read_jsonl
 from seqtune.rundir import NOT_RUNS, NOT_SCORES, NOT_SETTINGS, RunDir
+from seqtune.stats import CI_KEY, intervals
 
-FIXED_COLUMNS = ["model", "n_params", "n_trainable", "method", "format", "train_examples", "epoch",
+# Bookkeeping columns that are not scores: which split a row was scored on, the epoch train.select kept.
+INFO_COLUMNS = ["split", "selected_epoch"]
+FIXED_COLUMNS = ["model", "n_params", "n_trainable", "method", "format", "train_examples", "epoch", *INFO_COLUMNS,
                  "exact_match", "edit_distance"]
 TAIL_COLUMNS = ["train_loss", "eval_loss", "examples_seen", "train_seconds", "examples_per_s"]
-ONE_DECIMAL = {"exact_match", "base_exact_match", "baseline_exact_match", "train_min", "examples_per_s"}
+ONE_DECIMAL = {"exact_match", "base_exact_match", "baseline_exact_match", "lookup_exact_match", "train_min",
+               "examples_per_s"}
+# A score's interval, beside it: X_ci_low and X_ci_high (shown as "X [low, high]").
+CI_LOW, CI_HIGH = "_ci_low", "_ci_high"
+# The reference rows' scores set beside the tuned model's in the one-row-per-run table.
+REFERENCE_SCORES = {"base": ("exact_match",), "baseline": ("exact_match",),
+                    "lookup": ("exact_match", "same_molecule_pct", "coverage_pct")}
+KIND_ORDER = {"base": 0, "baseline": 1, "lookup": 2, "epoch": 3, "final": 4}
+FINAL_CAPTION = (
+    "Final scores of the selected model on the test split, each with its 95 % bootstrap interval over the test "
+    "examples in brackets. `base_*`: the untrained model. `baseline_*`: rules (label source): the tool that "
+    "made or verified the reference labels (openclatura names, OPSIN, RDKit), so ~100 % by construction: a check "
+    "of the data, not a rival. `lookup_*`: an independent source (PubChem's IUPAC names by InChIKey, for "
+    "smiles2iupac), scored on the test molecules it covers (`lookup_coverage_pct`). Exact match in %, edit "
+    "distance is the mean normalized Levenshtein distance (0 = identical).")
+EPOCH_CAPTION = ("Per-epoch scores (`split`: val = the validation split; test in runs made before per-epoch "
+                 "decoding moved off the test split)")
 SEARCH_DEPTH = 3
 
 
@@ -115,30 +137,45 @@ def setting_keys(runs: list[dict[str, Any]], root: Path | None = None) -> list[s
     return keys
 
 
-def scores_from_predictions(path: Path) -> dict[str, float] | None:
-    """Exact % and mean edit distance recomputed from a predictions file (for runs that never finished)."""
+def scores_from_predictions(path: Path) -> dict[str, Any] | None:
+    """Exact % and mean edit distance, with their intervals, recomputed from a predictions file
+    (for runs that never finished)."""
     if not path.is_file():
         return None
     rows = read_jsonl(path)
     if not rows:
         return None
-    out = {"exact_match": 100.0 * sum(bool(r.get("exact")) for r in rows) / len(rows)}
+    out: dict[str, Any] = {"exact_match": 100.0 * sum(bool(r.get("exact")) for r in rows) / len(rows)}
     dists = [r["edit_distance"] for r in rows if isinstance(r.get("edit_distance"), (int, float))]
     if dists:
         out["edit_distance"] = sum(dists) / len(dists)
-    return out
+    return {**out, CI_KEY: intervals(out, rows)}
 
 
 def _scores(d: dict[str, Any] | None) -> dict[str, Any]:
-    """Numeric scores of a metrics/epoch dict, chemistry keys included whatever their names."""
+    """Numeric scores of a metrics/epoch dict, chemistry keys included whatever their names,
+    and their intervals (X_ci_low, X_ci_high)."""
     if not d:
         return {}
-    return {k: v for k, v in d.items()
-            if k not in NOT_SCORES and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    out = {k: v for k, v in d.items()
+           if k not in NOT_SCORES and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    cis = d.get(CI_KEY)
+    for k, ci in (cis.items() if isinstance(cis, dict) else ()):
+        if k in out and isinstance(ci, list) and len(ci) == 2:
+            out[k + CI_LOW], out[k + CI_HIGH] = ci
+    return out
+
+
+def _epoch_scores(ep: dict[str, Any]) -> dict[str, Any]:
+    """An epoch record's decoded scores and the split they were decoded on: val_<score> keys
+    (validation), or, in records from before per-epoch decoding moved there, bare keys (test)."""
+    val = {k.removeprefix("val_"): v for k, v in ep.items() if k.startswith("val_")}
+    scores = _scores(val) if val else _scores(ep)
+    return {**scores, "split": "val" if val else "test"} if scores else {}
 
 
 def run_rows(run: dict[str, Any], keys: list[str], name: str) -> list[dict[str, Any]]:
-    """Rows (base, each epoch, final) for one loaded run."""
+    """Rows (base, baselines, each epoch, final) for one loaded run."""
     cfg, metrics, info = run["config"], run["metrics"] or {}, run["info"]
     train = metrics.get("train") or {}
     common: dict[str, Any] = {"run": name, "status": run["status"]}
@@ -155,17 +192,21 @@ def run_rows(run: dict[str, Any], keys: list[str], name: str) -> list[dict[str, 
     rows: list[dict[str, Any]] = []
     base = metrics.get("base") or scores_from_predictions(RunDir(run["dir"]).prediction("base"))
     if base:
-        rows.append({**common, "kind": "base", "train_examples": train_examples, "epoch": 0, **_scores(base)})
-    if metrics.get("baseline"):  # a rules-based tool (e.g. OPSIN/openclatura) scored on the same test pairs
-        rows.append({**common, "kind": "baseline", "train_examples": train_examples, "epoch": 0,
-                     **_scores(metrics["baseline"])})
+        rows.append({**common, "kind": "base", "split": "test", "train_examples": train_examples, "epoch": 0,
+                     **_scores(base)})
+    for kind in ("baseline", "lookup"):  # the rules tool that made the labels; an independent source
+        if metrics.get(kind):
+            rows.append({**common, "kind": kind, "split": "test", "train_examples": train_examples, "epoch": 0,
+                         **_scores(metrics[kind])})
     for ep in run["epochs"]:
         rows.append({**common, "kind": "epoch", "train_examples": ep.get("train_examples", train_examples),
-                     "epoch": ep.get("epoch"), **_scores(ep),
+                     "epoch": ep.get("epoch"), **_epoch_scores(ep),
                      **{k: ep.get(k) for k in TAIL_COLUMNS if k in ep}})
+    selection = metrics.get("selection") or {}
     if metrics.get("tuned"):
-        rows.append({**common, "kind": "final", "train_examples": train_examples,
+        rows.append({**common, "kind": "final", "split": "test", "train_examples": train_examples,
                      "epoch": train.get("epochs", last.get("epoch")), **_scores(metrics["tuned"]),
+                     **({"selected_epoch": selection.get("epoch")} if selection.get("select") == "best" else {}),
                      **{k: train.get(k, last.get(k)) for k in ("train_seconds", "examples_per_s")}})
     elif not rows:
         rows.append({**common, "kind": "final", "train_examples": train_examples})
@@ -181,8 +222,7 @@ def collect(root: str | Path) -> tuple[pd.DataFrame, list[str]]:
     for run in runs:
         name = run["dir"].name if run["dir"] != root else root.resolve().name
         rows.extend(run_rows(run, keys, name))
-    kind_order = {"base": 0, "baseline": 1, "epoch": 2, "final": 3}
-    rows.sort(key=lambda r: (*(natural_key(r.get(k)) for k in keys), r["run"], kind_order[r["kind"]],
+    rows.sort(key=lambda r: (*(natural_key(r.get(k)) for k in keys), r["run"], KIND_ORDER[r["kind"]],
                              natural_key(r.get("epoch"))))
     df = pd.DataFrame(rows)
     if df.empty:
@@ -210,14 +250,20 @@ def display_columns(df: pd.DataFrame, keys: list[str], columns: list[str]) -> li
     for key, col in twins.items():
         if key in df and col in df and (df[key].astype(str) == df[col].astype(str)).all():
             drop.add(key)
-    # All-empty columns (no chemistry scores, no LoRA counts) only widen the table.
-    return [c for c in columns if c in df.columns and c not in drop and df[c].notna().any()]
+    # All-empty columns (no chemistry scores, no LoRA counts) only widen the table; intervals
+    # are shown in their score's cell.
+    return [c for c in columns if c in df.columns and c not in drop and df[c].notna().any() and not is_ci_column(c)]
 
 
 def score_columns(df: pd.DataFrame, keys: list[str]) -> list[str]:
-    """Chemistry and other extra score columns, beyond exact match and edit distance."""
+    """Chemistry and other extra score columns, beyond exact match and edit distance (their
+    intervals are shown inside their cells, not as columns of their own)."""
     known = {"run", "kind", "status", *keys, *FIXED_COLUMNS, *TAIL_COLUMNS}
-    return [c for c in df.columns if c not in known]
+    return [c for c in df.columns if c not in known and not is_ci_column(c)]
+
+
+def is_ci_column(column: str) -> bool:
+    return column.endswith((CI_LOW, CI_HIGH))
 
 
 def fmt_cell(value: Any, column: str) -> str:
@@ -240,31 +286,48 @@ def fmt_cell(value: Any, column: str) -> str:
     return f"{value:.1f}" if abs(value) >= 1 else f"{value:.4g}"
 
 
+def score_cell(row: pd.Series, column: str) -> str:
+    """A cell as fmt_cell writes it, followed by its 95 % interval where the row has one: 12.0 [7.5, 16.5]."""
+    text = fmt_cell(row[column], column)
+    low, high = row.get(column + CI_LOW), row.get(column + CI_HIGH)
+    if text and all(isinstance(v, numbers.Real) and math.isfinite(v) for v in (low, high)):
+        text += f" [{fmt_cell(low, column)}, {fmt_cell(high, column)}]"
+    return text
+
+
 def markdown_table(df: pd.DataFrame, columns: list[str] | None = None) -> str:
     """A GitHub Markdown table (no tabulate dependency); pipes in cells are escaped."""
     columns = [c for c in (columns or list(df.columns)) if c in df.columns]
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     for _, row in df.iterrows():
-        cells = [fmt_cell(row[c], c).replace("|", "\\|") for c in columns]
+        cells = [score_cell(row, c).replace("|", "\\|") for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def final_table(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """One row per run: final scores, with the base model's exact % beside them."""
+    """One row per run: final scores, with the reference rows' (REFERENCE_SCORES) beside them."""
     if df.empty:
         return df
     finals = df[df["kind"] == "final"].copy()
-    for kind in ("base", "baseline"):  # the untrained model, then the rules-based tool
+    for kind, scores in REFERENCE_SCORES.items():  # untrained model, rules tool, independent source
         other = df[df["kind"] == kind].set_index("run")
-        if "exact_match" in other and not other.empty:
-            finals.insert(finals.columns.get_loc("exact_match"), f"{kind}_exact_match",
-                          finals["run"].map(other["exact_match"]))
+        if "exact_match" not in finals or other.empty:
+            continue
+        for col in (f"{m}{end}" for m in scores for end in ("", CI_LOW, CI_HIGH)):
+            if col in other:
+                finals.insert(finals.columns.get_loc("exact_match"), f"{kind}_{col}", finals["run"].map(other[col]))
     if "train_seconds" in finals:
         finals["train_min"] = finals["train_seconds"] / 60
     finals = finals.rename(columns={"epoch": "epochs"})
-    drop = ["kind", "train_loss", "eval_loss", "examples_seen", "train_seconds"]
+    drop = ["kind", "split", "train_loss", "eval_loss", "examples_seen", "train_seconds"]
     return finals.drop(columns=[c for c in drop if c in finals.columns])
+
+
+def epoch_columns(df: pd.DataFrame, keys: list[str]) -> list[str]:
+    """The per-epoch table's columns: settings, epoch, the split it was scored on, scores, losses."""
+    return ["run", *keys, "epoch", "split", "exact_match", "edit_distance", *score_columns(df, keys),
+            "train_loss", "eval_loss", "train_seconds"]
 
 
 def results_markdown(df: pd.DataFrame, keys: list[str], title: str = "Results") -> str:
@@ -272,16 +335,12 @@ def results_markdown(df: pd.DataFrame, keys: list[str], title: str = "Results") 
     if df.empty:
         return "\n".join([*parts, "No runs found.", ""])
     finals = final_table(df, keys)
-    parts += ["Final scores on the test split (`base_exact_match`: the untrained model; `baseline_exact_match`: "
-              "the rules-based tool, when the task has one). Exact match in %, "
-              "edit distance is the mean normalized Levenshtein distance (0 = identical).", "",
-              markdown_table(finals, display_columns(finals, keys, list(finals.columns))), ""]
+    parts += [FINAL_CAPTION, "", markdown_table(finals, display_columns(finals, keys, list(finals.columns))), ""]
     epochs = df[df["kind"] == "epoch"]
     if not epochs.empty:
-        cols = ["run", *keys, "epoch", "exact_match", "edit_distance", *score_columns(df, keys),
-                "train_loss", "eval_loss", "train_seconds"]
-        parts += ["<details><summary>Per-epoch scores (held-out split)</summary>", "",
-                  markdown_table(epochs, display_columns(epochs, keys, cols)), "", "</details>", ""]
+        parts += [f"<details><summary>{EPOCH_CAPTION}</summary>", "",
+                  markdown_table(epochs, display_columns(epochs, keys, epoch_columns(df, keys))), "",
+                  "</details>", ""]
     return "\n".join(parts)
 
 

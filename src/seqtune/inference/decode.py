@@ -4,7 +4,8 @@ predict` / `evaluate`, so the two answer the same for the same model, inputs and
 Verified decoding (verify: opsin) decodes max(num_beams, candidates) beams and keeps, per
 input, the first beam that round-trips to the input molecule (else the top beam). Rows and
 scores then carry what verification added: per row `verified` and the plain `top_beam`; in
-the summary `verified_pct` and the top beam's scores as `top_beam_<score>`.
+the summary `verified_pct` and the top beam's scores as `top_beam_<score>`. Scored against
+references, the summary also holds `ci95`: each score's 95 % bootstrap interval (seqtune.stats).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from seqtune.inference.generate import generate
 from seqtune.metrics import score
 from seqtune.prompts import PromptFormat, encode_prompt
+from seqtune.stats import CI_KEY, intervals
 
 
 @dataclass(frozen=True)
@@ -64,10 +66,12 @@ def decode_rows(model: Any, tokenizer: Any, fmt: PromptFormat, task: str, inputs
     if refs is not None:
         scores, per = score(task, inputs, preds, refs)
         summary.update(scores)
+    top_cis: dict[str, list[float]] = {}
     if verified is not None:
         if refs is not None:
-            top_scores, _ = score(task, inputs, tops, refs)
+            top_scores, top_per = score(task, inputs, tops, refs)
             summary.update({f"top_beam_{k}": v for k, v in top_scores.items() if k != "n"})
+            top_cis = {f"top_beam_{k}": ci for k, ci in intervals(top_scores, top_per).items()}
         summary["verified_pct"] = 100.0 * sum(verified) / max(len(verified), 1)
     rows = []
     for i, (x, p) in enumerate(zip(inputs, preds)):
@@ -76,4 +80,6 @@ def decode_rows(model: Any, tokenizer: Any, fmt: PromptFormat, task: str, inputs
         if verified is not None:
             row.update(verified=verified[i], top_beam=tops[i])
         rows.append(row)
+    if refs is not None:  # scores against references: each with its 95 % interval (seqtune.stats)
+        summary[CI_KEY] = {**intervals(summary, rows), **top_cis}
     return summary, rows

@@ -120,7 +120,9 @@ def nonfinite_weight(model: Any) -> str | None:
 
 
 def save_checkpoint(root: Path, step: int, model: Any, optimizer: Any, scheduler: Any,
-                    state: dict[str, Any], rng: dict[str, Any]) -> Path:
+                    state: dict[str, Any], rng: dict[str, Any], scaler: Any = None) -> Path:
+    """`scaler`: an fp16 run's GradScaler, whose scale a resumed run must go on from (a fresh
+    one would skip steps an uninterrupted run takes)."""
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:08d}"
     tmp = root / f".tmp-step-{step:08d}"
@@ -128,8 +130,10 @@ def save_checkpoint(root: Path, step: int, model: Any, optimizer: Any, scheduler
     try:
         tmp.mkdir()
         _save(_trainable_state(model), tmp / "model.pt")
-        _save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng},
-              tmp / "optimizer.pt")
+        extra = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng}
+        if scaler is not None:
+            extra["scaler"] = scaler.state_dict()
+        _save(extra, tmp / "optimizer.pt")
         atomic_write_json(tmp / MANIFEST, {"files": {f: _digest(tmp / f) for f in HASHED}})
         atomic_write_json(tmp / "state.json", state)
         fsync_dir(tmp)
@@ -198,7 +202,7 @@ def intact_checkpoint(root: Path, announce: bool = True) -> Path | None:
 
 
 def resume(root: Path, model: Any, optimizer: Any, scheduler: Any, fingerprint: dict[str, Any],
-           announce: bool = True) -> dict[str, Any] | None:
+           announce: bool = True, scaler: Any = None) -> dict[str, Any] | None:
     """Load the newest intact checkpoint into model, optimizer, scheduler and the RNGs; returns
     its train state, or None when there is none. A checkpoint of another experiment (other data
     or settings that shape the steps) is refused: continuing it would silently mix the two."""
@@ -213,7 +217,7 @@ def resume(root: Path, model: Any, optimizer: Any, scheduler: Any, fingerprint: 
         k = changed[0]
         raise SeqtuneError(f"{latest}: checkpoint was made with {k}={old[k]!r}, this run has {fingerprint[k]!r}; "
                            f"use another out_dir or train.resume=false to start over")
-    saved = load_checkpoint(latest, model, optimizer, scheduler)
+    saved = load_checkpoint(latest, model, optimizer, scheduler, scaler)
     set_rng_state(saved["rng"])
     state = saved["state"]
     if announce:
@@ -239,6 +243,18 @@ def _load(path: Path) -> Any:
         raise SeqtuneError(f"{path}: cannot be read ({str(err).splitlines()[0]}); the checkpoint is damaged") from None
 
 
+def save_weights(folder: Path, model: Any) -> Path:
+    """The trainable weights alone, as a checkpoint's model.pt (load_weights reads them back),
+    replacing the folder's earlier copy only once whole: the best epoch's weights of
+    train.select: best."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / ".model.pt.tmp"
+    _save(_trainable_state(model), tmp)
+    os.replace(tmp, folder / "model.pt")
+    fsync_dir(folder)
+    return folder
+
+
 def load_weights(path: Path, model: Any, every_trainable: bool = True) -> None:
     """Copy a checkpoint's weights (model.pt) into `model`. `every_trainable`: the checkpoint
     must hold every parameter that trains (a resume); off, it may hold a subset (scoring a
@@ -260,12 +276,15 @@ def load_weights(path: Path, model: Any, every_trainable: bool = True) -> None:
             params[n].copy_(t)
 
 
-def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any) -> dict[str, Any]:
+def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, scaler: Any = None) -> dict[str, Any]:
     load_weights(path, model)
     # weights_only (in _load): a checkpoint is data; a pickle could run code planted in a run folder.
     extra = _load(path / "optimizer.pt")
     optimizer.load_state_dict(extra["optimizer"])
     scheduler.load_state_dict(extra["scheduler"])
+    # A checkpoint of a bf16/fp32 run holds none: an fp16 resume of it starts a fresh scale.
+    if scaler is not None and extra.get("scaler"):
+        scaler.load_state_dict(extra["scaler"])
     state = json.loads((path / "state.json").read_text())
     return {"state": state, "rng": extra["rng"]}
 

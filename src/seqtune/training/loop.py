@@ -1,4 +1,4 @@
-"""The training loop: completion-only loss, padding-free batches, bf16 autocast, exact resume.
+"""The training loop: completion-only loss, padding-free batches, bf16/fp16 autocast, exact resume.
 
 One loop for one GPU, several GPUs (`accelerate launch` / `torchrun`, via Accelerate's
 DDP set-up) and the CPU. The order of examples depends only on (seed, epoch), and the
@@ -8,7 +8,8 @@ steps an uninterrupted run would have taken.
     set_up        speed plan, optimiser, schedule; resume from the newest intact checkpoint
     train         epochs of steps (training/step.py), logging every `log_every` steps,
                   a checkpoint every `save_every_steps` and at each epoch's end
-    end_epoch     evaluate the epoch, record it in epochs.jsonl and the checkpoint
+    end_epoch     evaluate the epoch, record it in epochs.jsonl and the checkpoint; with
+                  train.select: best, keep its weights when the best so far (selection.py)
     StopSignals   Ctrl-C / SIGTERM stop at the next step boundary, after a checkpoint
 """
 
@@ -28,11 +29,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from seqtune import runtime
 from seqtune.config import TrainConfig
 from seqtune.errors import ConfigError, SeqtuneError, TrainingInterrupted
 from seqtune.io import atomic_write_json, atomic_write_jsonl
+from seqtune.modeling import enable_gradient_checkpointing
 from seqtune.rundir import RunDir
-from seqtune.training import step
+from seqtune.training import selection, step
 from seqtune.training.batching import Example, step_order
 from seqtune.training.checkpoint import (
     diverged,
@@ -44,7 +47,7 @@ from seqtune.training.checkpoint import (
 )
 from seqtune.training.checkpoint import rng_state as _rng_state
 from seqtune.training.speed import SpeedPlan, resolve_speed_plan
-from seqtune.training.step import evaluate_loss, make_optimizer
+from seqtune.training.step import evaluate_loss, make_optimizer, make_scaler
 from seqtune.training.tracking import Tracker
 
 EpochHook = Callable[[int, Any], dict[str, Any]]
@@ -66,6 +69,8 @@ class TrainState:
     # What the run was started with (data hash, settings that shape the steps); a resume
     # with different ones would silently continue another experiment, so it is refused.
     fingerprint: dict | None = None
+    # train.select: best: the best epoch so far ({epoch, metric, value, ...}), its weights in checkpoints/best.
+    best: dict | None = None
 
 
 @dataclass
@@ -90,6 +95,7 @@ class _Run:
     budget: int  # tokens per forward pass; halved for good after an out-of-memory (oom_halving)
     # The loss summed on the device; read back (a host sync) only at log and save points.
     running: torch.Tensor
+    scaler: Any  # fp16's GradScaler (checkpointed with the optimiser), else None
 
     @property
     def main(self) -> bool:
@@ -110,7 +116,8 @@ def set_up(model: Any, train_examples: list[Example], val_examples: list[Example
     from accelerate import Accelerator
     from transformers import get_scheduler
 
-    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+    # runtime.training_device: `seqtune check` asks it too, to time steps where they will run.
+    accelerator = accelerator or Accelerator(cpu=runtime.training_device().type != "cuda")
     device, world, main = accelerator.device, accelerator.num_processes, accelerator.is_main_process
     plan = resolve_speed_plan(cfg, model, train_examples, pad_id, device, world, announce=main)
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):  # AdamW accepts inf and turns every weight into NaN
@@ -118,7 +125,10 @@ def set_up(model: Any, train_examples: list[Example], val_examples: list[Example
     seed_everything(cfg.seed)
     model.to(device)
     model.train()
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
     optimizer = make_optimizer(model, cfg)
+    scaler = make_scaler(plan, device)
     total_steps = math.ceil(len(train_examples) / cfg.batch_size) * cfg.epochs
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
@@ -128,7 +138,8 @@ def set_up(model: Any, train_examples: list[Example], val_examples: list[Example
                    "lr_schedule": cfg.lr_schedule, "order": cfg.order, **(fingerprint or {})}
     rundir = RunDir(out_dir)
     state = TrainState(history=[], fingerprint=fingerprint)
-    saved = resume(rundir.checkpoints, model, optimizer, scheduler, fingerprint, announce=main) if cfg.resume else None
+    saved = (resume(rundir.checkpoints, model, optimizer, scheduler, fingerprint, announce=main, scaler=scaler)
+             if cfg.resume else None)
     if saved is not None:
         state = dataclasses.replace(TrainState(**saved), fingerprint=fingerprint)
     stepped = accelerator.prepare_model(model) if world > 1 else model
@@ -138,7 +149,7 @@ def set_up(model: Any, train_examples: list[Example], val_examples: list[Example
                 scheduler=scheduler, accelerator=accelerator, tracker=Tracker(cfg.logger, rundir.logs, enabled=main),
                 rundir=rundir, total_steps=total_steps, pad_id=pad_id, n_train=len(train_examples),
                 val_examples=val_examples, on_epoch_end=on_epoch_end, budget=cfg.micro_batch_tokens,
-                running=torch.zeros((), dtype=torch.float64, device=device))
+                running=torch.zeros((), dtype=torch.float64, device=device), scaler=scaler)
 
 
 class StopSignals:
@@ -194,7 +205,7 @@ def save(run: _Run) -> None:
         raise diverged(root, f"weight {bad} became NaN/inf", state.global_step, state.epoch, run.cfg.lr)
     if run.main:
         path = save_checkpoint(root, state.global_step, run.model, run.optimizer, run.scheduler,
-                               state.__dict__, _rng_state())
+                               state.__dict__, _rng_state(), run.scaler)
         prune_checkpoints(root, run.cfg.keep_checkpoints, keep=path)
     run.accelerator.wait_for_everyone()
 
@@ -217,6 +228,8 @@ def end_epoch(run: _Run) -> None:
     }
     if run.on_epoch_end is not None and run.main:
         record.update(run.on_epoch_end(state.epoch + 1, run.model))
+    if run.main and run.cfg.select == "best":  # the decoded scores are the main process's alone
+        state.best = selection.note_epoch(run.cfg, state.best, record, run.model, run.rundir)
     acc.wait_for_everyone()
     state.history.append(record)
     run.tracker.log({f"epoch/{k}": v for k, v in record.items() if isinstance(v, (int, float))}, state.global_step)
@@ -252,7 +265,7 @@ def take_step(run: _Run, examples: list[Example], idx: list[int]) -> None:
     mine = [examples[i] for i in idx[acc.process_index::acc.num_processes]]
     # Through the module, so that tests/test_step.py sees train, check and the bench call one function.
     result = step.train_step(run.stepped, run.optimizer, mine, run.plan, run.cfg, pad_id=run.pad_id,
-                             device=acc.device, budget=run.budget, accelerator=acc)
+                             device=acc.device, budget=run.budget, accelerator=acc, scaler=run.scaler)
     run.scheduler.step()
     state.train_seconds += time.perf_counter() - t0
     run.budget = result.budget
@@ -321,5 +334,7 @@ def train(
                     save(run)
                 if stop.received is not None:
                     raise stop.interrupted()
+    if run.main and cfg.select == "best":
+        selection.restore_best(state.best, model, run.rundir)
     return state
 

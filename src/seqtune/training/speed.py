@@ -1,9 +1,10 @@
 """The "auto" speed settings of a training run, decided for one model, device and process count.
 
-Packing, the shared prompt prefix and the attention kernel each make a step faster on some
-hardware and slower (or wrong) on other: packing needs an architecture that keeps packed
-sequences apart, a shared prefix takes two forward passes that DDP cannot accumulate, and
-eager attention beats SDPA for training on CPUs only. `seqtune check`, the bench and the
+Packing, the shared prompt prefix, the attention kernel and the precision each make a step
+faster on some hardware and slower (or wrong) on other: packing needs an architecture that
+keeps packed sequences apart, a shared prefix takes two forward passes that DDP cannot
+accumulate, eager attention beats SDPA for training on CPUs only, and bf16 is fast only
+where the hardware has it (runtime.resolve_precision). `seqtune check`, the bench and the
 loop all resolve them here, so they time and run the same steps.
 """
 
@@ -18,7 +19,7 @@ import torch
 
 from seqtune.config import TrainConfig
 from seqtune.modeling import unwrap
-from seqtune.runtime import autocast_dtype
+from seqtune.runtime import resolve_precision
 from seqtune.training.batching import Example
 from seqtune.training.prefix import prefix_supported
 
@@ -85,13 +86,19 @@ class SpeedPlan:
     keep_logits: bool  # the head sees completion positions only (transformers' logits_to_keep)
     amp: torch.dtype | None  # autocast dtype; None runs in fp32
 
+    @property
+    def scaled(self) -> bool:
+        """fp16 steps scale the loss (a GradScaler): small gradients underflow in fp16."""
+        return self.amp == torch.float16
+
 
 def resolve_speed_plan(cfg: TrainConfig, model: Any, examples: list[Example], pad_id: int,
                        device: torch.device, world: int = 1, announce: bool = False) -> SpeedPlan:
     """`cfg`'s auto settings decided for this model, device and number of processes."""
     kernel = training_attention(cfg.attention, device)
     packing = use_packing(cfg.packing, device)
-    shared_prefix = cfg.shared_prefix
+    # Checkpointed layers drop the prefix's cache (transformers turns caching off under it).
+    shared_prefix = cfg.shared_prefix and not cfg.gradient_checkpointing
     with attention_kernel(model, kernel):
         if packing and not packing_supported(model, examples, pad_id):
             if announce:
@@ -100,5 +107,8 @@ def resolve_speed_plan(cfg: TrainConfig, model: Any, examples: list[Example], pa
         # Two forward passes before one backward would confuse DDP's gradient hooks.
         if shared_prefix and (world > 1 or packing or not prefix_supported(model, examples, pad_id)):
             shared_prefix = False
+    precision = resolve_precision(cfg.precision, device)
+    if announce:
+        print(f"precision: {precision.name} ({precision.reason})")
     return SpeedPlan(packing=packing, shared_prefix=shared_prefix, attention=kernel,
-                     keep_logits=supports_logits_to_keep(model), amp=autocast_dtype(cfg.precision, device))
+                     keep_logits=supports_logits_to_keep(model), amp=precision.dtype)

@@ -4,6 +4,8 @@ measures, so that the latter two time what training does rather than a copy of i
 A step is: forward passes of at most a token budget each (completion-only loss, summed),
 backward of that sum over the step's completion-token count (every example weighs by its
 tokens, however the step is cut into micro-batches), gradient clipping, the optimiser's step.
+In fp16 the loss is scaled before backward and the gradients unscaled before clipping (a
+GradScaler, which skips a step whose gradients overflowed and lowers its scale).
 """
 
 from __future__ import annotations
@@ -58,6 +60,12 @@ def make_optimizer(model: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
 
 
+def make_scaler(plan: SpeedPlan, device: torch.device) -> torch.amp.GradScaler | None:
+    """The loss scaler of fp16 steps, None for others. It carries its scale from step to step,
+    so whoever runs steps keeps one for the run (and the loop checkpoints it)."""
+    return torch.amp.GradScaler(device.type) if plan.scaled else None
+
+
 @dataclass(frozen=True)
 class StepResult:
     loss_sum: torch.Tensor  # summed over the step's completion tokens, float64, on the device
@@ -67,19 +75,29 @@ class StepResult:
 
 def train_step(model: Any, optimizer: torch.optim.Optimizer, examples: list[Example], plan: SpeedPlan,
                cfg: TrainConfig, *, pad_id: int, device: torch.device, budget: int | None = None,
-               accelerator: Any = None, loss_fn: LossFn | None = None) -> StepResult:
+               accelerator: Any = None, loss_fn: LossFn | None = None,
+               scaler: torch.amp.GradScaler | None = None) -> StepResult:
     """Run one optimiser step on `examples` and leave the gradients zeroed.
 
     `budget` (default cfg.micro_batch_tokens) caps the tokens of one forward pass; `accelerator`
     is Accelerate's, when several processes share the step; `loss_fn` replaces completion_loss
-    (the bench's stock recipe). The learning-rate schedule is the caller's."""
+    (the bench's stock recipe); `scaler` (make_scaler) is required by an fp16 plan. The
+    learning-rate schedule is the caller's."""
+    if plan.scaled and scaler is None:
+        raise ValueError("an fp16 step needs the run's GradScaler (step.make_scaler)")
     budget = cfg.micro_batch_tokens if budget is None else budget
     with attention_kernel(model, plan.attention):
         loss_sum, tokens, budget = forward_backward(model, examples, budget, plan, cfg, pad_id, device,
-                                                    optimizer, accelerator, loss_fn)
+                                                    optimizer, accelerator, loss_fn, scaler)
+    if scaler is not None:
+        scaler.unscale_(optimizer)  # clipping acts on the true gradients
     if cfg.max_grad_norm > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-    optimizer.step()
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return StepResult(loss_sum, tokens, budget)
 
@@ -90,7 +108,8 @@ def _is_oom(err: BaseException) -> bool:
 
 def forward_backward(model: Any, examples: list[Example], budget: int, plan: SpeedPlan, cfg: TrainConfig,
                      pad_id: int, device: torch.device, optimizer: Any, accelerator: Any = None,
-                     loss_fn: LossFn | None = None) -> tuple[torch.Tensor, int, int]:
+                     loss_fn: LossFn | None = None, scaler: torch.amp.GradScaler | None = None,
+                     ) -> tuple[torch.Tensor, int, int]:
     """Accumulate the gradients of one optimiser step; returns (summed loss, completion tokens, token budget).
 
     On out-of-memory the step either fails with the micro-batch size to try, or, with
@@ -111,7 +130,8 @@ def forward_backward(model: Any, examples: list[Example], budget: int, plan: Spe
                 ctx = accelerator.no_sync(model) if (world > 1 and not sync) else contextlib.nullcontext()
                 with ctx, torch.autocast(device.type, dtype=plan.amp or torch.float32, enabled=plan.amp is not None):
                     loss = loss_fn(model, batch, plan.keep_logits)
-                (loss / max(n_tokens, 1)).backward()
+                scaled = loss / max(n_tokens, 1)
+                (scaler.scale(scaled) if scaler is not None else scaled).backward()
                 step_loss += loss.detach().double()
             return step_loss, n_tokens, budget
         except (torch.OutOfMemoryError, RuntimeError) as err:
