@@ -127,3 +127,10 @@ def test_help_through_the_installed_command():
                        timeout=120, env={**os.environ, "SEQTUNE_ALLOCATOR": "system"})
     assert r.returncode == 0 and r.stderr == ""
     assert re.search(r"^  generate\.num_beams \(int\) = 1$", r.stdout, re.M)
+
+
+def test_hf_spellings_of_the_newer_train_keys():
+    cfg = load_config(None, ["--gradient_checkpointing", "true", "--logging_steps", "25",
+                             "--metric_for_best_model", "eval_loss", "--report_to", "none"])
+    assert cfg.train.gradient_checkpointing is True and cfg.train.log_every == 25
+    assert cfg.train.select_metric == "eval_loss" and cfg.train.logger == "none"
