@@ -10,6 +10,7 @@ on the molecules PubChem's table covers.
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 from seqtune.runtime import package_dir
 
@@ -19,16 +20,22 @@ SOURCE = "PubChem IUPAC names (the chemicals package), looked up by InChIKey"
 FILES = ("chemical identifiers pubchem large.tsv", "chemical identifiers pubchem small.tsv")
 
 
+def table_paths() -> list[Path] | None:
+    """Where the chemicals package keeps its PubChem tables (the dataset builder's PubChem source
+    reads the same files); None when the package is not installed."""
+    root = package_dir("chemicals")
+    return None if root is None else [root / "Identifiers" / fname for fname in FILES]
+
+
 @functools.lru_cache(maxsize=1)
 def names_by_inchikey() -> dict[str, str]:
     """InChIKey -> PubChem's IUPAC name, for every record that has both."""
-    root = package_dir("chemicals")
-    if root is None:
+    paths = table_paths()
+    if paths is None:
         raise ModuleNotFoundError("the PubChem name lookup needs the 'chemicals' package "
                                   "(pip install 'seqtune[chem]')", name="chemicals")
     table: dict[str, str] = {}
-    for fname in FILES:
-        path = root / "Identifiers" / fname
+    for path in paths:
         if not path.is_file():
             continue
         with open(path, encoding="utf-8", errors="replace") as fh:

@@ -17,7 +17,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from seqtune.runtime import cache_dir, package_dir
+from seqtune.chem import pubchem
+from seqtune.runtime import cache_dir
 
 MOSES_WHEEL = "molsets-0.3.1-py3-none-any.whl"
 MOSES_REQUIREMENT = "molsets==0.3.1"
@@ -94,13 +95,6 @@ def load_moses(source: str = "moses") -> SourceData:
     return SourceData(source, smiles, meta=meta)
 
 
-def _chemicals_dir() -> Path:
-    found = package_dir("chemicals")
-    if found is None:
-        raise RuntimeError("The 'chemicals' package is not installed (pip install 'seqtune[chem]')")
-    return found / "Identifiers"
-
-
 def load_pubchem() -> SourceData:
     """PubChem compounds bundled with ``chemicals``; column 4 is SMILES, column 7 PubChem's IUPAC name."""
     from importlib.metadata import version
@@ -109,10 +103,12 @@ def load_pubchem() -> SourceData:
     names: list[str | None] = []
     ids: list[str] = []
     digests = {}
-    for fname in ("chemical identifiers pubchem large.tsv", "chemical identifiers pubchem small.tsv"):
-        path = _chemicals_dir() / fname
+    paths = pubchem.table_paths()
+    if paths is None:
+        raise RuntimeError("The 'chemicals' package is not installed (pip install 'seqtune[chem]')")
+    for path in paths:
         data = path.read_bytes()
-        digests[fname] = _sha256(data)
+        digests[path.name] = _sha256(data)
         for line in data.decode("utf-8", errors="replace").splitlines():
             cols = line.split("\t")
             if len(cols) < 5:
