@@ -228,6 +228,37 @@ def test_frozen_lower_layers_do_not_change(tmp_path):
         freeze_lower(make_model("llama", len(tok), layers=2), 2, embeddings=False)
 
 
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_kept_lower_layers_compute_what_those_layers_of_the_full_model_compute(kind):
+    from seqtune.modeling import keep_lower_layers
+
+    tok = make_tokenizer(kind)
+    full = make_model(kind, len(tok), layers=3).eval()
+    ids = torch.tensor([tok.encode("CC(=O)Nc1ccc(O)cc1")])
+    with torch.no_grad():
+        hidden = full(ids, output_hidden_states=True).hidden_states
+    keep_lower_layers(full, 2)
+    assert full.config.num_hidden_layers == 2
+    with torch.no_grad():
+        kept = full(ids, output_hidden_states=True).hidden_states
+    assert len(kept) == 3  # embeddings + 2 blocks
+    torch.testing.assert_close(kept[1], hidden[1])  # the first block's output is untouched
+    with pytest.raises(Exception, match="keep_layers"):
+        keep_lower_layers(full, 3)
+
+
+def test_a_shallower_model_is_saved_as_the_shallower_model(tmp_path, tiny_llama_dir):
+    from seqtune.modeling import load_finetuned
+    from seqtune.pipeline import run_pipeline
+
+    data = _chem_data(tmp_path / "d")
+    run_pipeline(_cfg(tmp_path, tiny_llama_dir, data, train__epochs=1, model__keep_layers=1))
+    model, _, _ = load_finetuned(tmp_path / "run" / "model")
+    assert model.config.num_hidden_layers == 1 and len(model.model.layers) == 1
+    with pytest.raises(ConfigError, match="model.keep_layers"):
+        load_config(None, {"model": {"keep_layers": -1}})
+
+
 def test_evaluate_scores_a_model_on_holdouts_in_one_command(tmp_path, tiny_llama_dir):
     pytest.importorskip("rdkit")
     from seqtune.cli import main

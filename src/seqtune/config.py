@@ -104,6 +104,8 @@ class ModelConfig:
     # (and an output head tied to them).
     freeze_embeddings: bool = False
     freeze_layers: int = 0  # Number of lowest transformer blocks kept fixed (implies freeze_embeddings).
+    # Only the lowest this-many blocks are kept (0: all): less compute per example; saved so.
+    keep_layers: int = 0
 
 
 @dataclass
@@ -301,7 +303,7 @@ def _check_ranges(cfg: RunConfig) -> None:
         "train.micro_batch_tokens": t.micro_batch_tokens, "train.save_every_steps": t.save_every_steps,
         "train.max_steps": t.max_steps, "train.weight_decay": t.weight_decay,
         "train.max_grad_norm": t.max_grad_norm, "train.keep_checkpoints": t.keep_checkpoints,
-        "model.freeze_layers": m.freeze_layers,
+        "model.freeze_layers": m.freeze_layers, "model.keep_layers": m.keep_layers,
     }
     for key, v in non_negative.items():
         if v < 0:

@@ -130,6 +130,8 @@ def load_model(cfg: ModelConfig, seed: int | None = None) -> tuple[torch.nn.Modu
         _clear_gguf_quantizer(model)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tok.pad_token_id
+    if cfg.keep_layers:
+        keep_lower_layers(model, cfg.keep_layers)
     if cfg.method == "lora":
         if seed is not None:
             # Adapters are drawn from the global RNG, whose state depends on what ran before
@@ -147,7 +149,22 @@ def decoder_layers(model: Any) -> torch.nn.ModuleList:
     for module in model.modules():
         if isinstance(module, torch.nn.ModuleList) and len(module) == n:
             return module
-    raise ModelError(f"model: cannot find the {n} transformer blocks of {type(model).__name__} to freeze")
+    raise ModelError(f"model: cannot find the {n} transformer blocks of {type(model).__name__}")
+
+
+def keep_lower_layers(model: Any, n_layers: int) -> None:
+    """Drop every block above the lowest `n_layers`. A translation task between two notations
+    leans on the pretrained model's lower blocks (tokens, syntax) more than on its top ones,
+    which pruning studies find the most dispensable (Gromov et al. 2024, "The Unreasonable
+    Ineffectiveness of the Deeper Layers"); fine-tuning adapts what is left. The config is
+    rewritten too, so the saved model loads as the shallower model it is."""
+    layers = decoder_layers(model)
+    if n_layers > len(layers):
+        raise ModelError(f"model.keep_layers: {n_layers} is more than the model's {len(layers)} blocks")
+    del layers[n_layers:]
+    model.config.num_hidden_layers = n_layers
+    if getattr(model.config, "layer_types", None):  # per-block attention kinds (Gemma 3, Qwen 3)
+        model.config.layer_types = list(model.config.layer_types)[:n_layers]
 
 
 def freeze_lower(model: Any, n_layers: int, embeddings: bool) -> None:

@@ -171,7 +171,7 @@ def _fingerprint(cfg: RunConfig, splits: Splits) -> dict[str, Any]:
     m, d = cfg.model, cfg.data
     return {"data_hash": splits.digest(), "model": m.name, "method": m.method, "format": m.format,
             "input_split": m.input_split, "output_split": m.output_split, "freeze_layers": m.freeze_layers,
-            "freeze_embeddings": m.freeze_embeddings, "mix": d.mix, "augment": d.augment,
+            "keep_layers": m.keep_layers, "freeze_embeddings": m.freeze_embeddings, "mix": d.mix, "augment": d.augment,
             # A LoRA checkpoint's adapters only fit the settings they were made with.
             **({"lora_r": m.lora_r, "lora_alpha": m.lora_alpha, "lora_dropout": m.lora_dropout,
                 "lora_target_modules": m.lora_target_modules} if m.method == "lora" else {})}
