@@ -106,6 +106,8 @@ class ModelConfig:
     freeze_layers: int = 0  # Number of lowest transformer blocks kept fixed (implies freeze_embeddings).
     # Only the lowest this-many blocks are kept (0: all): less compute per example; saved so.
     keep_layers: int = 0
+    # all | task: the head computes only the tokens the training outputs use (saved so; decoding writes no other).
+    output_vocab: Literal["all", "task"] = "all"
 
 
 @dataclass

@@ -107,16 +107,21 @@ def _set_chat_template(folder: Path, template: str | None) -> None:
             atomic_write_json(cfg_path, cfg)
 
 
-def write_generation_config(folder: Path, max_new_tokens: int) -> None:
-    """Greedy decoding that stops at EOS after at most `max_new_tokens`, as the run was scored."""
+def write_generation_config(folder: Path, max_new_tokens: int, output_vocab: list[int] | None = None) -> None:
+    """Greedy decoding that stops at EOS after at most `max_new_tokens`, as the run was scored;
+    a model trained on its task's tokens only (`output_vocab`) has the others suppressed, so
+    that plain transformers decodes it as seqtune does."""
     from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 
     tok = AutoTokenizer.from_pretrained(folder)
     config = AutoConfig.from_pretrained(folder)
     eos = tok.eos_token_id
     pad = tok.pad_token_id if tok.pad_token_id is not None else eos
+    size = config.get_text_config().vocab_size
+    suppress = sorted(set(range(size)) - set(output_vocab)) if output_vocab else None
     GenerationConfig(bos_token_id=getattr(config, "bos_token_id", None), eos_token_id=eos, pad_token_id=pad,
-                     max_new_tokens=max_new_tokens, do_sample=False, num_beams=1).save_pretrained(folder)
+                     max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                     suppress_tokens=suppress).save_pretrained(folder)
 
 
 def run_command() -> str:
@@ -151,7 +156,7 @@ def finish_model_folder(folder: str | Path, tuned: dict[str, Any] | None = None,
     meta["test_scores"] = {k: v for k, v in scores.items() if isinstance(v, (int, float))}
     meta["base_model_hub_id"] = base_hub_id(meta.get("base_model", ""))
     max_new = int(meta.get("config", {}).get("generate", {}).get("max_new_tokens", 128))
-    write_generation_config(folder, max_new)
+    write_generation_config(folder, max_new, meta.get("output_vocab"))
     atomic_write_json(folder / FORMAT_FILE, meta)
     write_model_card(folder, meta, _read_json(run.run_info), metrics)
 

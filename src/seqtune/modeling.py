@@ -16,6 +16,7 @@ import torch
 from seqtune.config import ModelConfig
 from seqtune.errors import ModelError
 from seqtune.io import atomic_write_json, atomic_write_text
+from seqtune.output_vocab import restrict_output, stock_head
 from seqtune.prompts import SPLITS, PromptFormat
 from seqtune.runtime import cache_dir, package_dir
 
@@ -261,12 +262,13 @@ def save_model(model: Any, tokenizer: Any, out: str | Path, info: ModelInfo, car
         import shutil
 
         shutil.rmtree(tmp)
-    plain = unwrap(model, merge=True)
-    plain.save_pretrained(tmp)
+    with stock_head(model) as vocab:  # standard weights; the restriction goes into seqtune.json
+        plain = unwrap(model, merge=True)
+        plain.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     atomic_write_json(tmp / FORMAT_FILE, {
         "format": info.format.to_dict(), "task": info.task, "instruction": info.instruction,
-        "base_model": info.base_model, **info.extra,
+        "base_model": info.base_model, **info.extra, **({"output_vocab": vocab} if vocab else {}),
     })
     if card:
         atomic_write_text(tmp / "README.md", card)
@@ -289,6 +291,12 @@ def load_finetuned(folder: str | Path) -> tuple[Any, Any, ModelInfo]:
     except Exception as err:  # noqa: BLE001 - a damaged weights file raises anything from OSError to SafetensorError
         raise ModelError(f"{folder}: cannot load the model's weights ({_first_line(err)})") from None
     tok = load_tokenizer(str(folder))
+    vocab = info.extra.get("output_vocab")
+    if vocab is not None:
+        try:
+            restrict_output(model, [int(i) for i in vocab])
+        except (TypeError, ValueError) as err:
+            raise ModelError(f"{folder / FORMAT_FILE}: output_vocab: {err}") from None
     return model, tok, info
 
 

@@ -37,7 +37,8 @@ from seqtune.inference.decode import DecodeSettings, decode_rows
 from seqtune.io import atomic_write_json, atomic_write_jsonl, run_folder_lock, write_error
 from seqtune.metrics import score, selection_metric
 from seqtune.modeling import ModelInfo, count_params, load_model, save_model
-from seqtune.prompts import PromptFormat, encode_example, get_format, require_instruction_slot
+from seqtune.output_vocab import restrict_output, task_vocabulary
+from seqtune.prompts import PromptFormat, encode_example, eos_id, get_format, require_instruction_slot
 from seqtune.rundir import RunDir
 from seqtune.runtime import loaded_allocator, package_versions, resolve_precision
 from seqtune.stats import METHOD, with_intervals
@@ -172,6 +173,7 @@ def _fingerprint(cfg: RunConfig, splits: Splits) -> dict[str, Any]:
     return {"data_hash": splits.digest(), "model": m.name, "method": m.method, "format": m.format,
             "input_split": m.input_split, "output_split": m.output_split, "freeze_layers": m.freeze_layers,
             "keep_layers": m.keep_layers, "freeze_embeddings": m.freeze_embeddings, "mix": d.mix, "augment": d.augment,
+            **({"output_vocab": m.output_vocab} if m.output_vocab != "all" else {}),
             # A LoRA checkpoint's adapters only fit the settings they were made with.
             **({"lora_r": m.lora_r, "lora_alpha": m.lora_alpha, "lora_dropout": m.lora_dropout,
                 "lora_target_modules": m.lora_target_modules} if m.method == "lora" else {})}
@@ -233,6 +235,9 @@ def _run(cfg: RunConfig, splits: Splits, fmt: PromptFormat, dist: Any) -> dict[s
                               cfg.data.overlength, name) for name in ("train", "val", "test")}
     if not enc["train"].examples:
         raise DataError(f"{cfg.data.path}: every training pair is longer than data.max_length={cfg.data.max_length}")
+    if cfg.model.output_vocab == "task":
+        written = ([i for i, m in zip(ex.ids, ex.mask) if m] for split in ("train", "val") for ex in enc[split].examples)
+        restrict_output(model, task_vocabulary(written, eos_id(tok)))
     model.to(dist.device)
     if not dist.is_main_process:
         return _train_only(cfg, model, enc, tok, out, splits, fmt)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from seqtune.config import TrainConfig
 from seqtune.errors import SeqtuneError
+from seqtune.output_vocab import compact_logits
 from seqtune.training.batching import Example, collate, micro_batches, target_count
 from seqtune.training.prefix import common_prefix, prefix_batch, prefix_logits, worth_sharing
 from seqtune.training.speed import SpeedPlan, attention_kernel
@@ -33,15 +34,18 @@ def completion_loss(model: Any, batch: dict[str, torch.Tensor], keep_logits: boo
     output head: on a 135M model with a 49k vocabulary the head is a large share of the work."""
     labels = batch["labels"]
     keep = labels != -100
-    if "prefix_ids" in batch:
-        logits = prefix_logits(model, batch, keep if keep_logits else None)
-    else:
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
-        kwargs = {"logits_to_keep": keep} if keep_logits else {}
-        logits = model(**inputs, use_cache=False, **kwargs).logits
+    # A head restricted to the task's tokens (model.output_vocab) gives their logits only.
+    with compact_logits(model) as column:
+        if "prefix_ids" in batch:
+            logits = prefix_logits(model, batch, keep if keep_logits else None)
+        else:
+            inputs = {k: v for k, v in batch.items() if k != "labels"}
+            kwargs = {"logits_to_keep": keep} if keep_logits else {}
+            logits = model(**inputs, use_cache=False, **kwargs).logits
     if logits.dim() == 3 and logits.shape[:2] == keep.shape:
         logits = logits[keep]
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels[keep], reduction="sum")
+    targets = labels[keep] if column is None else column[labels[keep]]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets, reduction="sum")
 
 
 def make_batch(examples: list[Example], plan: SpeedPlan, pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
