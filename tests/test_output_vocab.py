@@ -1,5 +1,6 @@
 """model.output_vocab: task — a head over the tokens the training outputs use."""
 
+import dataclasses
 import json
 
 import pytest
@@ -68,10 +69,7 @@ def test_the_vocabulary_is_the_outputs_tokens_and_eos():
     assert task_vocabulary([[5, 3], [3, 9]], eos=2) == [2, 3, 5, 9]
 
 
-def test_a_restricted_run_saves_a_standard_model_and_loads_restricted(tmp_path, tiny_llama_dir):
-    from transformers import AutoModelForCausalLM, GenerationConfig
-
-    from seqtune.modeling import load_finetuned
+def _restricted_run(tmp_path, model_dir, epochs=1):
     from seqtune.pipeline import run_pipeline
 
     rows = [{"input": "C" * k, "output": name} for k, name in
@@ -79,10 +77,20 @@ def test_a_restricted_run_saves_a_standard_model_and_loads_restricted(tmp_path, 
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     raw = {"out_dir": str(tmp_path / "run"), "evaluate_base": False,
            "data": {"path": str(tmp_path / "train.jsonl"), "val_fraction": 0.2, "test_size": 3},
-           "model": {"name": str(tiny_llama_dir), "format": "plain", "output_vocab": "task"},
-           "train": {"epochs": 1, "batch_size": 4, "progress": False, "logger": "none", "precision": "fp32"},
+           "model": {"name": str(model_dir), "format": "plain", "output_vocab": "task"},
+           "train": {"epochs": epochs, "batch_size": 4, "progress": False, "logger": "none", "precision": "fp32"},
            "generate": {"max_new_tokens": 6}}
-    run_pipeline(load_config(None, raw))
+    cfg = load_config(None, raw)
+    run_pipeline(cfg)
+    return cfg
+
+
+def test_a_restricted_run_saves_a_standard_model_and_loads_restricted(tmp_path, tiny_llama_dir):
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    from seqtune.modeling import load_finetuned
+
+    _restricted_run(tmp_path, tiny_llama_dir)
     folder = tmp_path / "run" / "model"
     vocab = json.loads((folder / "seqtune.json").read_text())["output_vocab"]
     assert 2 < len(vocab) < 120
@@ -95,6 +103,25 @@ def test_a_restricted_run_saves_a_standard_model_and_loads_restricted(tmp_path, 
     plain = AutoModelForCausalLM.from_pretrained(folder)
     assert type(plain.get_output_embeddings()) is torch.nn.Linear
     assert set(GenerationConfig.from_pretrained(folder).suppress_tokens) == set(range(len(tok))) - set(vocab)
-    for bad in ({"output_vocab": "some"}, ):
-        with pytest.raises(ConfigError, match="output_vocab"):
-            load_config(None, {"model": bad})
+    with pytest.raises(ConfigError, match="output_vocab"):
+        load_config(None, {"model": {"output_vocab": "some"}})
+
+
+def test_a_restricted_run_resumes_exactly_and_refuses_a_changed_head(tmp_path, tiny_llama_dir):
+    import shutil
+
+    from seqtune.errors import SeqtuneError
+    from seqtune.pipeline import run_pipeline
+
+    cfg = _restricted_run(tmp_path, tiny_llama_dir, epochs=2)
+    run = tmp_path / "run"
+    ref = (run / "epochs.jsonl").read_text().splitlines()
+    shutil.rmtree(run / "model")
+    (run / "metrics.json").unlink()
+    ckpts = sorted((run / "checkpoints").iterdir(), key=lambda p: int(p.name.split("-")[1]))
+    shutil.rmtree(ckpts[-1])  # back to the end of epoch 1
+    with pytest.raises(SeqtuneError, match="output_vocab='task'"):
+        run_pipeline(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, output_vocab="all")))
+    run_pipeline(cfg)
+    resumed = (run / "epochs.jsonl").read_text().splitlines()
+    assert [json.loads(r)["train_loss"] for r in resumed] == [json.loads(r)["train_loss"] for r in ref]

@@ -99,14 +99,13 @@ class ModelConfig:
     # none | smiles (a space between SMILES tokens: atoms, bonds, ring digits) | chars.
     input_split: Literal["none", "smiles", "chars"] = "none"
     output_split: Literal["none", "smiles", "chars"] = "none"  # As input_split, for the outputs.
-    # Full fine-tuning with the lowest layers fixed: less compute per example (no backward
-    # below the first trained layer). freeze_layers > 0 also freezes the input embeddings
-    # (and an output head tied to them).
+    # Full fine-tuning with the lowest layers fixed: less compute per example (no backward below
+    # the first trained layer); freeze_layers > 0 also freezes the embeddings (and a tied head).
     freeze_embeddings: bool = False
     freeze_layers: int = 0  # Number of lowest transformer blocks kept fixed (implies freeze_embeddings).
     # Only the lowest this-many blocks are kept (0: all): less compute per example; saved so.
     keep_layers: int = 0
-    # all | task: the head computes only the tokens the training outputs use (saved so; decoding writes no other).
+    # task: the head computes only the tokens the training outputs use (saved so; decoding writes no other).
     output_vocab: Literal["all", "task"] = "all"
 
 
