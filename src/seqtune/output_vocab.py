@@ -1,6 +1,6 @@
 """The output head restricted to a task's tokens (`model.output_vocab: task`).
 
-A SMILES, formula or InChI is written with a few dozen of a tokenizer's 49k tokens (62 for
+A SMILES, formula or InChI is written with a few dozen of a tokenizer's 49k tokens (about 70 for
 canonical SMILES spelled atom by atom). Training then spends a share of every step on the
 head's other rows: a matrix product over the whole vocabulary and a softmax over it per
 completion token. `VocabHead` computes the logits of the task's tokens only. Training
