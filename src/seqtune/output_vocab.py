@@ -58,9 +58,9 @@ def task_vocabulary(completions: Iterable[list[int]], eos: int) -> list[int]:
 
 def _owner(model: Any) -> Any:
     """The transformers model whose output embeddings are the head (inside DDP, torch.compile, PEFT)."""
-    model = getattr(model, "module", model)
-    model = getattr(model, "_orig_mod", model)
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
+    from seqtune.modeling import unwrap  # imported here: modeling imports this module
+
+    return unwrap(model)
 
 
 def restrict_output(model: Any, ids: list[int]) -> None:
