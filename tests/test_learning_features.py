@@ -297,3 +297,39 @@ def test_several_sources_are_concatenated_split_by_split(tmp_path):
     assert "c1ccccc1" in {p.input for p in splits.train}
     # the fixed holdout replaces every source's own test split
     assert {p.input for p in splits.test} == {json.loads(x)["input"] for x in (a / "holdout.jsonl").read_text().splitlines()}
+
+
+def test_a_model_from_scratch_has_the_overridden_shape_and_seeded_weights(tiny_llama_dir):
+    from seqtune.config import ModelConfig
+    from seqtune.modeling import load_model
+
+    cfg = ModelConfig(name=str(tiny_llama_dir), init="scratch", config_overrides="num_hidden_layers=3")
+    model, tok = load_model(cfg, seed=7)
+    pretrained, _ = load_model(ModelConfig(name=str(tiny_llama_dir)))
+    assert model.config.num_hidden_layers == 3 and len(model.model.layers) == 3
+    assert model.get_input_embeddings().weight.shape == pretrained.get_input_embeddings().weight.shape
+    again, _ = load_model(cfg, seed=7)
+    other, _ = load_model(cfg, seed=8)
+    w = model.get_input_embeddings().weight
+    torch.testing.assert_close(again.get_input_embeddings().weight, w)  # a function of the seed
+    assert not torch.equal(other.get_input_embeddings().weight, w)
+    assert not torch.equal(pretrained.get_input_embeddings().weight, w)  # not the saved weights
+
+
+def test_a_model_from_scratch_trains_saves_and_refuses_bad_overrides(tmp_path, tiny_llama_dir):
+    from seqtune.errors import ModelError
+    from seqtune.modeling import load_finetuned, load_model
+    from seqtune.pipeline import run_pipeline
+
+    data = _chem_data(tmp_path / "d")
+    run_pipeline(_cfg(tmp_path, tiny_llama_dir, data, train__epochs=1, model__init="scratch",
+                      model__config_overrides="num_hidden_layers=1"))
+    model, _, _ = load_finetuned(tmp_path / "run" / "model")
+    assert model.config.num_hidden_layers == 1
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    assert "random weights" in card and "fine-tuned from" not in card and "base_model:" not in card
+    with pytest.raises(ConfigError, match="model.config_overrides"):  # architecture changes need random weights
+        load_config(None, {"model": {"config_overrides": "num_hidden_layers=1"}})
+    with pytest.raises(ModelError, match="model.config_overrides"):
+        load_model(load_config(None, {"model": {"name": str(tiny_llama_dir), "init": "scratch",
+                                                "config_overrides": "no_such_key=3"}}).model)

@@ -107,6 +107,9 @@ class ModelConfig:
     keep_layers: int = 0
     # task: the head computes only the tokens the training outputs use (saved so; decoding writes no other).
     output_vocab: Literal["all", "task"] = "all"
+    # scratch: `name`'s architecture and tokenizer with random weights (seeded by train.seed).
+    init: Literal["pretrained", "scratch"] = "pretrained"
+    config_overrides: str = ""  # With init: scratch, as run_clm's --config_overrides: "hidden_size=384,...".
 
 
 @dataclass
@@ -319,6 +322,9 @@ def _check_ranges(cfg: RunConfig) -> None:
     if t.select == "best" and t.select_metric not in ("auto", "eval_loss") and not t.eval_generate:
         raise KeyedConfigError("train.select_metric", f"train.select_metric: {t.select_metric} is a decoded "
                                "score, which needs train.eval_generate: true (or use eval_loss)")
+    if m.config_overrides and m.init != "scratch":
+        raise KeyedConfigError("model.config_overrides", "model.config_overrides: needs model.init: scratch "
+                               "(pretrained weights would not fit a changed architecture)")
     if g.candidates > g.num_beams and g.candidates > 1:
         raise KeyedConfigError("generate.candidates", f"generate.candidates: {g.candidates} needs "
                                f"generate.num_beams >= that number (got {g.num_beams})")

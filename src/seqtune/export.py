@@ -154,7 +154,9 @@ def finish_model_folder(folder: str | Path, tuned: dict[str, Any] | None = None,
     meta.update(write_prompt_files(folder, meta))
     meta.setdefault("command", command or run_command())
     meta["test_scores"] = {k: v for k, v in scores.items() if isinstance(v, (int, float))}
-    meta["base_model_hub_id"] = base_hub_id(meta.get("base_model", ""))
+    scratch = meta.get("config", {}).get("model", {}).get("init") == "scratch"
+    # Random weights shaped like the base: no "finetune" relation to it on the Hub.
+    meta["base_model_hub_id"] = None if scratch else base_hub_id(meta.get("base_model", ""))
     max_new = int(meta.get("config", {}).get("generate", {}).get("max_new_tokens", 128))
     write_generation_config(folder, max_new, meta.get("output_vocab"))
     atomic_write_json(folder / FORMAT_FILE, meta)

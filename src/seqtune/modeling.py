@@ -120,15 +120,18 @@ def load_model(cfg: ModelConfig, seed: int | None = None) -> tuple[torch.nn.Modu
 
     path, gguf = resolve_model_path(cfg.name)
     tok = load_tokenizer(cfg.name)
-    try:
-        kwargs: dict[str, Any] = {"dtype": torch.float32}
+    if cfg.init == "scratch":
+        model = from_scratch(cfg, path, gguf, seed)
+    else:
+        try:
+            kwargs: dict[str, Any] = {"dtype": torch.float32}
+            if gguf:
+                kwargs["gguf_file"] = gguf
+            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        except Exception as err:  # noqa: BLE001 - a damaged weights file raises anything from OSError to SafetensorError
+            raise ModelError(f"model.name: cannot load {cfg.name!r} ({_first_line(err)})") from None
         if gguf:
-            kwargs["gguf_file"] = gguf
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except Exception as err:  # noqa: BLE001 - a damaged weights file raises anything from OSError to SafetensorError
-        raise ModelError(f"model.name: cannot load {cfg.name!r} ({_first_line(err)})") from None
-    if gguf:
-        _clear_gguf_quantizer(model)
+            _clear_gguf_quantizer(model)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tok.pad_token_id
     if cfg.keep_layers:
@@ -142,6 +145,29 @@ def load_model(cfg: ModelConfig, seed: int | None = None) -> tuple[torch.nn.Modu
     elif cfg.freeze_embeddings or cfg.freeze_layers:
         freeze_lower(model, cfg.freeze_layers, cfg.freeze_embeddings)
     return model, tok
+
+
+def from_scratch(cfg: ModelConfig, path: str, gguf: str | None, seed: int | None) -> torch.nn.Module:
+    """`cfg.name`'s architecture (changed by cfg.config_overrides) with random weights: the
+    control that says what the pretrained weights are worth, and a model small enough to see
+    many more examples in the same CPU time."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        config = AutoConfig.from_pretrained(path, gguf_file=gguf) if gguf else AutoConfig.from_pretrained(path)
+    except Exception as err:  # noqa: BLE001 - hub and file errors raise many types
+        raise ModelError(f"model.name: cannot load the config of {cfg.name!r} ({_first_line(err)})") from None
+    if cfg.config_overrides:
+        try:
+            config.update_from_string(cfg.config_overrides)
+        except ValueError as err:
+            raise ModelError(f"model.config_overrides: {_first_line(err)}") from None
+    if seed is not None:
+        torch.manual_seed(seed)  # the initial weights are a function of the run's seed alone
+    try:
+        return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    except Exception as err:  # noqa: BLE001 - an inconsistent config fails anywhere in the constructors
+        raise ModelError(f"model.config_overrides: {cfg.config_overrides!r} makes no model ({_first_line(err)})") from None
 
 
 def decoder_layers(model: Any) -> torch.nn.ModuleList:

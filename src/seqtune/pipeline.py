@@ -174,6 +174,7 @@ def _fingerprint(cfg: RunConfig, splits: Splits) -> dict[str, Any]:
             "input_split": m.input_split, "output_split": m.output_split, "freeze_layers": m.freeze_layers,
             "keep_layers": m.keep_layers, "freeze_embeddings": m.freeze_embeddings, "mix": d.mix, "augment": d.augment,
             "output_vocab": m.output_vocab,
+            **({"init": m.init, "config_overrides": m.config_overrides} if m.init == "scratch" else {}),
             # A LoRA checkpoint's adapters only fit the settings they were made with.
             **({"lora_r": m.lora_r, "lora_alpha": m.lora_alpha, "lora_dropout": m.lora_dropout,
                 "lora_target_modules": m.lora_target_modules} if m.method == "lora" else {})}
