@@ -327,7 +327,7 @@ def test_a_model_from_scratch_trains_saves_and_refuses_bad_overrides(tmp_path, t
     model, _, _ = load_finetuned(tmp_path / "run" / "model")
     assert model.config.num_hidden_layers == 1
     card = (tmp_path / "run" / "model" / "README.md").read_text()
-    assert "random weights" in card and "fine-tuned from" not in card and "base_model:" not in card
+    assert "random weights" in card and "fine-tun" not in card and "base_model:" not in card
     with pytest.raises(ConfigError, match="model.config_overrides"):  # architecture changes need random weights
         load_config(None, {"model": {"config_overrides": "num_hidden_layers=1"}})
     with pytest.raises(ModelError, match="model.config_overrides"):

@@ -140,14 +140,14 @@ def render_card(meta: dict[str, Any], run_info: dict[str, Any], metrics: dict[st
     n_params = run_info.get("n_params") or metrics.get("train", {}).get("n_params")
     size = f" ({n_params / 1e6:.1f}M parameters)" if n_params else ""
     lic = _licence(hub)
-    origin = (f"trained from random weights with the architecture and tokenizer of `{base}`"
-              if model.get("init") == "scratch" else
+    scratch = model.get("init") == "scratch"
+    origin = (f"trained from random weights with the architecture and tokenizer of `{base}`" if scratch else
               f"fine-tuned from [{hub or base}]({f'https://huggingface.co/{hub}' if hub else '#'})")
     body = f"""
 # seqtune-{task}
 
 `{task}`: {origin}{size}
-(seqtune alias `{base}`) with {model.get("method", "full")} fine-tuning, the `{meta["format"]["name"]}` prompt
+(seqtune alias `{base}`) with {model.get("method", "full")} {"training" if scratch else "fine-tuning"}, the `{meta["format"]["name"]}` prompt
 format, {run_info.get("data", {}).get("used", {}).get("train", "?")} training pairs, {train.get("epochs", "?")} epoch(s),
 lr {train.get("lr", "?")}, batch {train.get("batch_size", "?")}.
 
