@@ -146,6 +146,9 @@ class TrainConfig:
     warmup_ratio: float = 0.03  # Share of the steps spent warming the learning rate up from 0, in [0, 1).
     lr_schedule: Literal["linear", "cosine", "constant"] = "cosine"  # Decay after the warm-up.
     max_grad_norm: float = 1.0  # Gradient-norm clipping (0 = none).
+    # Weight in [0, 1] of the prompt tokens' loss added to the completion's: 0 = completion only
+    # (TRL's default), 1 = every token (TRL's completion_only_loss: false). Eval loss: completion only.
+    prompt_loss_weight: float = 0.0
     # Autocast (weights stay fp32). auto = bf16 where fast (CUDA with bf16, CPUs with AMX/AVX512-BF16),
     # else fp16 with a gradient scaler on CUDA (T4, V100), else fp32; run.json says which and why.
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
@@ -316,6 +319,9 @@ def _check_ranges(cfg: RunConfig) -> None:
                    ("train.warmup_ratio", t.warmup_ratio), ("model.lora_dropout", m.lora_dropout)):
         if not 0 <= v < 1:
             raise KeyedConfigError(key, f"{key}: must be in [0, 1), got {v}")
+    if not 0 <= t.prompt_loss_weight <= 1:
+        raise KeyedConfigError("train.prompt_loss_weight",
+                               f"train.prompt_loss_weight: must be in [0, 1], got {t.prompt_loss_weight}")
     if d.val_fraction + d.test_fraction >= 1:
         raise KeyedConfigError("data.test_fraction",
                                "data.val_fraction + data.test_fraction: must leave some training data (< 1)")

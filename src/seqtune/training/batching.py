@@ -106,9 +106,9 @@ def target_count(batch: list[Example]) -> int:
     return sum(sum(ex.mask[1:]) for ex in batch)
 
 
-def labels_of(ex: Example) -> list[int]:
-    # Position t predicts token t+1; only completion tokens are targets.
-    return [tok if m else -100 for tok, m in zip(ex.ids[1:], ex.mask[1:])] + [-100]
+def labels_of(ex: Example, prompt: bool = False) -> list[int]:
+    # Position t predicts token t+1; the completion's tokens are targets, or with `prompt` the prompt's.
+    return [tok if m != prompt else -100 for tok, m in zip(ex.ids[1:], ex.mask[1:])] + [-100]
 
 
 def pack_rows(batch: list[Example], row_tokens: int) -> list[list[Example]]:
@@ -130,19 +130,21 @@ def pack_rows(batch: list[Example], row_tokens: int) -> list[list[Example]]:
 
 
 def collate(batch: list[Example], packing: bool, pad_id: int, device: torch.device | str = "cpu",
-            row_tokens: int = 256) -> tuple[dict[str, torch.Tensor], int]:
-    """Tensors for one forward pass, and the number of completion tokens it scores."""
+            row_tokens: int = 256, prompt_labels: bool = False) -> tuple[dict[str, torch.Tensor], int]:
+    """Tensors for one forward pass, and the number of completion tokens it scores; with
+    `prompt_labels`, also the prompt tokens' targets (`prompt_labels`, for train.prompt_loss_weight)."""
     n_targets = target_count(batch)
     if packing:
         rows = pack_rows(batch, row_tokens)
         width = max(sum(len(ex) for ex in row) for row in rows)
-        ids, pos, labels = [], [], []
+        ids, pos, labels, prompts = [], [], [], []
         for row in rows:
             fill = width - sum(len(ex) for ex in row)
             # The tail is padding: its own "sequence" (positions from 0), never a target.
             ids.append([t for ex in row for t in ex.ids] + [pad_id] * fill)
             pos.append([p for ex in row for p in range(len(ex))] + list(range(fill)))
             labels.append([t for ex in row for t in labels_of(ex)] + [-100] * fill)
+            prompts.append([t for ex in row for t in labels_of(ex, prompt=True)] + [-100] * fill)
         tensors = {
             "input_ids": torch.tensor(ids, dtype=torch.long),
             "position_ids": torch.tensor(pos, dtype=torch.long),
@@ -153,9 +155,12 @@ def collate(batch: list[Example], packing: bool, pad_id: int, device: torch.devi
         ids = [list(ex.ids) + [pad_id] * (width - len(ex)) for ex in batch]
         att = [[1] * len(ex) + [0] * (width - len(ex)) for ex in batch]
         labels = [labels_of(ex) + [-100] * (width - len(ex)) for ex in batch]
+        prompts = [labels_of(ex, prompt=True) + [-100] * (width - len(ex)) for ex in batch]
         tensors = {
             "input_ids": torch.tensor(ids, dtype=torch.long),
             "attention_mask": torch.tensor(att, dtype=torch.long),
             "labels": torch.tensor(labels, dtype=torch.long),
         }
+    if prompt_labels:
+        tensors["prompt_labels"] = torch.tensor(prompts, dtype=torch.long)
     return {k: v.to(device, non_blocking=True) for k, v in tensors.items()}, n_targets

@@ -135,7 +135,8 @@ def set_up(model: Any, train_examples: list[Example], val_examples: list[Example
     scheduler = get_scheduler(cfg.lr_schedule, optimizer, num_warmup_steps=int(cfg.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
     fingerprint = {"n_train": len(train_examples), "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
-                   "lr_schedule": cfg.lr_schedule, "order": cfg.order, **(fingerprint or {})}
+                   "lr_schedule": cfg.lr_schedule, "order": cfg.order,
+                   "prompt_loss_weight": cfg.prompt_loss_weight, **(fingerprint or {})}
     rundir = RunDir(out_dir)
     state = TrainState(history=[], fingerprint=fingerprint)
     saved = (resume(rundir.checkpoints, model, optimizer, scheduler, fingerprint, announce=main, scaler=scaler)

@@ -1,8 +1,9 @@
 """One optimiser step: the one `train` runs, `seqtune check` times and bench/train_throughput.py
 measures, so that the latter two time what training does rather than a copy of it.
 
-A step is: forward passes of at most a token budget each (completion-only loss, summed),
-backward of that sum over the step's completion-token count (every example weighs by its
+A step is: forward passes of at most a token budget each (completion-only loss, summed; plus
+the prompt tokens' loss times train.prompt_loss_weight where that is set), backward of that sum
+over the step's completion-token count (every example weighs by its
 tokens, however the step is cut into micro-batches), gradient clipping, the optimiser's step.
 In fp16 the loss is scaled before backward and the gradients unscaled before clipping (a
 GradScaler, which skips a step whose gradients overflowed and lowers its scale).
@@ -11,6 +12,7 @@ GradScaler, which skips a step whose gradients overflowed and lowers its scale).
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,31 +31,45 @@ from seqtune.training.speed import SpeedPlan, attention_kernel
 LossFn = Callable[[Any, dict[str, torch.Tensor], bool], torch.Tensor]
 
 
-def completion_loss(model: Any, batch: dict[str, torch.Tensor], keep_logits: bool) -> torch.Tensor:
+def completion_loss(model: Any, batch: dict[str, torch.Tensor], keep_logits: bool,
+                    prompt_weight: float = 0.0) -> torch.Tensor:
     """Summed cross-entropy over completion tokens. Only those positions go through the
-    output head: on a 135M model with a 49k vocabulary the head is a large share of the work."""
+    output head: on a 135M model with a 49k vocabulary the head is a large share of the work.
+    With `prompt_weight` and the batch's `prompt_labels`, the prompt tokens' summed
+    cross-entropy times that weight is added (train.prompt_loss_weight)."""
     labels = batch["labels"]
-    keep = labels != -100
+    prompt = batch.get("prompt_labels") if prompt_weight else None
+    keep = labels != -100 if prompt is None else (labels != -100) | (prompt != -100)
     # A head restricted to the task's tokens (model.output_vocab) gives their logits only.
     with compact_logits(model) as column:
         if "prefix_ids" in batch:
             logits = prefix_logits(model, batch, keep if keep_logits else None)
         else:
-            inputs = {k: v for k, v in batch.items() if k != "labels"}
+            inputs = {k: v for k, v in batch.items() if k not in ("labels", "prompt_labels")}
             kwargs = {"logits_to_keep": keep} if keep_logits else {}
             logits = model(**inputs, use_cache=False, **kwargs).logits
     if logits.dim() == 3 and logits.shape[:2] == keep.shape:
         logits = logits[keep]
-    targets = labels[keep] if column is None else column[labels[keep]]
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets, reduction="sum")
+    logits = logits.reshape(-1, logits.shape[-1]).float()
+
+    def targets(ids: torch.Tensor) -> torch.Tensor:
+        # A token outside a restricted head's columns is no target (a prompt token may be one).
+        return ids if column is None else torch.where(ids == -100, ids, column[ids.clamp(min=0)])
+
+    loss = F.cross_entropy(logits, targets(labels[keep]), reduction="sum")
+    if prompt is not None:
+        loss = loss + prompt_weight * F.cross_entropy(logits, targets(prompt[keep]), reduction="sum")
+    return loss
 
 
-def make_batch(examples: list[Example], plan: SpeedPlan, pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """One forward pass's inputs: packed, padded, or padded after a shared prompt prefix."""
+def make_batch(examples: list[Example], plan: SpeedPlan, pad_id: int, device: torch.device,
+               prompt_labels: bool = False) -> dict[str, torch.Tensor]:
+    """One forward pass's inputs: packed, padded, or padded after a shared prompt prefix; with
+    `prompt_labels` the prompt's targets as well (never a shared prefix, whose logits are not kept)."""
     n = common_prefix(examples) if plan.shared_prefix and not plan.packing and len(examples) > 1 else 0
-    if worth_sharing(n, len(examples)):
+    if worth_sharing(n, len(examples)) and not prompt_labels:
         return prefix_batch(examples, n, pad_id, device)
-    return collate(examples, plan.packing, pad_id, device)[0]
+    return collate(examples, plan.packing, pad_id, device, prompt_labels=prompt_labels)[0]
 
 
 def make_optimizer(model: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -120,7 +136,8 @@ def forward_backward(model: Any, examples: list[Example], budget: int, plan: Spe
     `train.oom_halving`, retries with half the tokens per forward pass (the same examples
     and loss normalisation, so the step's result is unchanged up to float rounding)."""
     # Looked up per call, not bound as a default: tests wrap completion_loss to inject faults.
-    loss_fn = loss_fn or completion_loss
+    weight = cfg.prompt_loss_weight
+    loss_fn = loss_fn or (functools.partial(completion_loss, prompt_weight=weight) if weight else completion_loss)
     world = accelerator.num_processes if accelerator is not None else 1
     while True:
         idx = list(range(len(examples)))
@@ -129,7 +146,7 @@ def forward_backward(model: Any, examples: list[Example], budget: int, plan: Spe
         step_loss = torch.zeros((), dtype=torch.float64, device=device)
         try:
             for j, mb in enumerate(mbs):
-                batch = make_batch([examples[i] for i in mb], plan, pad_id, device)
+                batch = make_batch([examples[i] for i in mb], plan, pad_id, device, prompt_labels=weight > 0)
                 sync = j == len(mbs) - 1
                 ctx = accelerator.no_sync(model) if (world > 1 and not sync) else contextlib.nullcontext()
                 with ctx, torch.autocast(device.type, dtype=plan.amp or torch.float32, enabled=plan.amp is not None):
