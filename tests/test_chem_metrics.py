@@ -20,7 +20,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from seqtune.chem import CHEM_TASKS, molecules  # noqa: E402
 from seqtune.chem.metrics import score  # noqa: E402
-from seqtune.chem.verify import first_consistent  # noqa: E402
+from seqtune.chem.verify import first_consistent, first_well_formed  # noqa: E402
 
 CAFFEINE = "Cn1c(=O)c2c(ncn2C)n(C)c1=O"
 CAFFEINE_NAME = "1,3,7-trimethyl-3,7-dihydro-1H-purine-2,6-dione"
@@ -129,6 +129,17 @@ def test_first_consistent_per_task():
         "smiles2inchi", ["CCO"], [["InChI=1S/CH4/h1H4", "InChI=1S/C2H6O/c1-2-3/h3H,2H2,1H3"]]
     ) == [1]
     assert first_consistent("smiles2iupac", ["CCO"], [[]]) == [None]
+
+
+def test_first_well_formed_per_task_never_reads_the_input():
+    # A valid SMILES that is not RDKit's canonical form (OCC) is not a canonical SMILES.
+    assert first_well_formed("randomsmiles2canonical", [["OCC", "C(C", "CCO"], ["C(C"], []]) == [2, None, None]
+    assert first_well_formed("iupac2smiles", [["C1CC(", "c1ccccc1"]]) == [1]
+    assert first_well_formed("smiles2iupac", [["ethanolxyz?", "ethanol"]]) == [1]
+    assert first_well_formed("smiles2inchi", [["InChI=1S/garbage", "InChI=1S/C2H6O/c1-2-3/h3H,2H2,1H3"]]) == [1]
+    assert first_well_formed("smiles2formula", [["C2H6O(", "hello", "C2H6O"]]) == [2]
+    # A well-formed answer about another molecule passes: this filter knows nothing of the input.
+    assert first_well_formed("randomsmiles2canonical", [["CCN"]]) == [0]
 
 
 def test_tanimoto_edge_cases():

@@ -23,6 +23,24 @@ def test_one_candidate_rule(num_beams, candidates, verify, beams, returned):
     assert (s.beams, s.returned) == (beams, returned)
 
 
+def test_well_formed_decoding_keeps_the_first_well_formed_beam(monkeypatch):
+    pytest.importorskip("rdkit")
+    import seqtune.inference.decode as decode
+    from seqtune.prompts import get_format
+
+    beams = [["C(C", "OCC", "CCO"], ["CCN", "CCO"], ["C(", "C1CC("]]  # canonical SMILES: CCO, CCN, none
+    monkeypatch.setattr(decode, "encode_prompt", lambda tok, fmt, x, instr: x)
+    monkeypatch.setattr(decode, "generate", lambda model, tok, prompts, **kw: [list(b) for b in beams])
+    s = DecodeSettings(num_beams=3, verify="well_formed")
+    summary, rows = decode.decode_rows(None, None, get_format("plain"), "randomsmiles2canonical",
+                                       ["OCC", "NCC", "CCO"], ["i"] * 3, ["CCO", "CCN", "CCO"], s)
+    assert [r["prediction"] for r in rows] == ["CCO", "CCN", "C("]  # none well-formed: the top beam
+    assert [r["verified"] for r in rows] == [True, True, False]
+    assert [r["top_beam"] for r in rows] == ["C(C", "CCN", "C("]
+    assert summary["exact_match"] == pytest.approx(200 / 3) and summary["top_beam_exact_match"] == pytest.approx(100 / 3)
+    assert summary["verified_pct"] == pytest.approx(200 / 3)
+
+
 def _jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 

@@ -193,10 +193,10 @@ class GenerateConfig:
     num_beams: int = 1  # Beam search width (1 = greedy).
     max_new_tokens: int = 128  # Longest output decoded, in tokens.
     batch_size: int = 64  # Inputs decoded together.
-    # Verified decoding for chemistry tasks: opsin decodes max(num_beams, candidates) beams and
-    # keeps the first whose output round-trips (OPSIN, RDKit) to the input molecule, else the
-    # top beam; `seqtune run` and `seqtune predict --verify opsin` share this rule.
-    verify: Literal["none", "opsin"] = "none"
+    # Verified decoding for chemistry tasks over max(num_beams, candidates) beams, else the top beam:
+    # opsin keeps the first whose output round-trips (OPSIN, RDKit) to the input molecule;
+    # well_formed the first that is a well-formed output, without reading the input (chem.verify).
+    verify: Literal["none", "opsin", "well_formed"] = "none"
     candidates: int = 1  # Beams verify tries: max(num_beams, candidates), all decoded (needs num_beams >= candidates).
 
 

@@ -39,6 +39,9 @@ class ChemTask:
     input_molecules: Callable[[list[str]], list[str | None]]
     # (input molecule, candidates) -> whether each candidate is a right answer for it.
     consistent: Callable[[str, list[str]], list[bool]]
+    # candidates -> whether each is a well-formed output of the task, judged without the input
+    # (a name OPSIN parses, a SMILES or InChI in RDKit's own canonical form, a formula).
+    well_formed: Callable[[list[str]], list[bool]]
     # inputs -> the deterministic tool's answers (openclatura, OPSIN or RDKit), "" on failure.
     baseline: Callable[[list[str]], list[str]]
     # (input, output) -> (SMILES, name), for the tasks whose pairs hold both, from which
@@ -132,6 +135,19 @@ def _same_inchikey(molecule: str, candidates: list[str]) -> list[bool]:
     return flags
 
 
+def _opsin_parses(candidates: list[str]) -> list[bool]:
+    return [check.canonical is not None for check in naming.roundtrip(list(candidates), [None] * len(candidates))]
+
+
+def _canonical_form(candidates: list[str]) -> list[bool]:
+    return [molecules.canonical_smiles(c) == c for c in candidates]
+
+
+def _standard_inchi(candidates: list[str]) -> list[bool]:
+    mols = [molecules.mol_from_inchi(c) for c in candidates]
+    return [mol is not None and molecules.inchi_from_mol(mol) == c for mol, c in zip(mols, candidates, strict=True)]
+
+
 TASKS: dict[str, ChemTask] = {
     task.name: task
     for task in (
@@ -143,6 +159,7 @@ TASKS: dict[str, ChemTask] = {
             score_rows=scores.score_names,
             input_molecules=_read_smiles,
             consistent=_names_match,
+            well_formed=_opsin_parses,
             baseline=_per_molecule(_openclatura_name),
             molecule_and_name=lambda input, output: (input, output),
             lookup=(pubchem.SOURCE, pubchem.iupac_names),
@@ -155,6 +172,7 @@ TASKS: dict[str, ChemTask] = {
             score_rows=scores.score_smiles,
             input_molecules=_read_names,
             consistent=_same_canonical,
+            well_formed=_canonical_form,
             baseline=lambda inputs: [molecule or "" for molecule in _read_names(inputs)],
             molecule_and_name=lambda input, output: (output, input),
         ),
@@ -166,6 +184,7 @@ TASKS: dict[str, ChemTask] = {
             score_rows=scores.score_formulas,
             input_molecules=_read_smiles,
             consistent=_same_formula,
+            well_formed=lambda candidates: [molecules.parse_formula(c) is not None for c in candidates],
             baseline=_per_molecule(lambda mol, text: molecules.formula_from_mol(mol)),
         ),
         ChemTask(
@@ -178,6 +197,7 @@ TASKS: dict[str, ChemTask] = {
             score_rows=scores.score_smiles,
             input_molecules=_read_smiles,
             consistent=_same_canonical,
+            well_formed=_canonical_form,
             baseline=_per_molecule(lambda mol, text: molecules.canonical_from_mol(mol) or ""),
         ),
         ChemTask(
@@ -188,6 +208,7 @@ TASKS: dict[str, ChemTask] = {
             score_rows=scores.score_inchis,
             input_molecules=_read_smiles,
             consistent=_same_inchikey,
+            well_formed=_standard_inchi,
             baseline=_per_molecule(lambda mol, text: molecules.inchi_from_mol(mol) or ""),
         ),
     )

@@ -1,4 +1,6 @@
-"""Verified decoding: pick, among K generated candidates, the first one that round-trips to the input molecule."""
+"""Verified decoding: pick, among K generated candidates, the first one that round-trips to the
+input molecule (verify: opsin), or the first well-formed one, judged without the input (verify:
+well_formed)."""
 
 from __future__ import annotations
 
@@ -24,5 +26,17 @@ def first_consistent(task: str, inputs: list[str], candidates: list[list[str]]) 
             out.append(None)
             continue
         flags = chem_task.consistent(target, cands)
+        out.append(next((i for i, ok in enumerate(flags) if ok), None))
+    return out
+
+
+def first_well_formed(task: str, candidates: list[list[str]]) -> list[int | None]:
+    """For each input, the index of its first well-formed candidate (``ChemTask.well_formed``: a
+    name OPSIN parses, a SMILES or InChI in RDKit's canonical form, a formula), else ``None``.
+    The input is never read, so this filter cannot pass the answer on from the input molecule."""
+    chem_task = get_task(task)
+    out: list[int | None] = []
+    for cands in candidates:
+        flags = chem_task.well_formed([c if isinstance(c, str) else "" for c in cands]) if cands else []
         out.append(next((i for i, ok in enumerate(flags) if ok), None))
     return out
