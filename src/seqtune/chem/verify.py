@@ -7,6 +7,14 @@ from __future__ import annotations
 from .tasks import get_task
 
 
+def _texts(cands: list[str]) -> list[str]:
+    return [c if isinstance(c, str) else "" for c in cands]
+
+
+def _first(flags: list[bool]) -> int | None:
+    return next((i for i, ok in enumerate(flags) if ok), None)
+
+
 def first_consistent(task: str, inputs: list[str], candidates: list[list[str]]) -> list[int | None]:
     """For each input, the index of the first candidate consistent with the input molecule, else ``None``.
 
@@ -21,12 +29,8 @@ def first_consistent(task: str, inputs: list[str], candidates: list[list[str]]) 
         raise ValueError("inputs and candidates must have the same length")
     out: list[int | None] = []
     for target, cands in zip(chem_task.input_molecules(inputs), candidates, strict=True):
-        cands = [c if isinstance(c, str) else "" for c in cands]
-        if target is None or not cands:
-            out.append(None)
-            continue
-        flags = chem_task.consistent(target, cands)
-        out.append(next((i for i, ok in enumerate(flags) if ok), None))
+        cands = _texts(cands)
+        out.append(_first(chem_task.consistent(target, cands)) if target is not None and cands else None)
     return out
 
 
@@ -35,8 +39,4 @@ def first_well_formed(task: str, candidates: list[list[str]]) -> list[int | None
     name OPSIN parses, a SMILES or InChI in RDKit's canonical form, a formula), else ``None``.
     The input is never read, so this filter cannot pass the answer on from the input molecule."""
     chem_task = get_task(task)
-    out: list[int | None] = []
-    for cands in candidates:
-        flags = chem_task.well_formed([c if isinstance(c, str) else "" for c in cands]) if cands else []
-        out.append(next((i for i, ok in enumerate(flags) if ok), None))
-    return out
+    return [_first(chem_task.well_formed(_texts(cands))) if cands else None for cands in candidates]

@@ -137,30 +137,28 @@ def collate(batch: list[Example], packing: bool, pad_id: int, device: torch.devi
     if packing:
         rows = pack_rows(batch, row_tokens)
         width = max(sum(len(ex) for ex in row) for row in rows)
-        ids, pos, labels, prompts = [], [], [], []
-        for row in rows:
-            fill = width - sum(len(ex) for ex in row)
-            # The tail is padding: its own "sequence" (positions from 0), never a target.
-            ids.append([t for ex in row for t in ex.ids] + [pad_id] * fill)
-            pos.append([p for ex in row for p in range(len(ex))] + list(range(fill)))
-            labels.append([t for ex in row for t in labels_of(ex)] + [-100] * fill)
-            prompts.append([t for ex in row for t in labels_of(ex, prompt=True)] + [-100] * fill)
+        fills = [width - sum(len(ex) for ex in row) for row in rows]
+        # The tail is padding: its own "sequence" (positions from 0), never a target.
         tensors = {
-            "input_ids": torch.tensor(ids, dtype=torch.long),
-            "position_ids": torch.tensor(pos, dtype=torch.long),
-            "labels": torch.tensor(labels, dtype=torch.long),
+            "input_ids": torch.tensor([[t for ex in row for t in ex.ids] + [pad_id] * fill
+                                       for row, fill in zip(rows, fills, strict=True)], dtype=torch.long),
+            "position_ids": torch.tensor([[p for ex in row for p in range(len(ex))] + list(range(fill))
+                                          for row, fill in zip(rows, fills, strict=True)], dtype=torch.long),
         }
+
+        def targets(prompt: bool) -> list[list[int]]:
+            return [[t for ex in row for t in labels_of(ex, prompt)] + [-100] * fill
+                    for row, fill in zip(rows, fills, strict=True)]
     else:
         width = max(len(ex) for ex in batch)
-        ids = [list(ex.ids) + [pad_id] * (width - len(ex)) for ex in batch]
-        att = [[1] * len(ex) + [0] * (width - len(ex)) for ex in batch]
-        labels = [labels_of(ex) + [-100] * (width - len(ex)) for ex in batch]
-        prompts = [labels_of(ex, prompt=True) + [-100] * (width - len(ex)) for ex in batch]
         tensors = {
-            "input_ids": torch.tensor(ids, dtype=torch.long),
-            "attention_mask": torch.tensor(att, dtype=torch.long),
-            "labels": torch.tensor(labels, dtype=torch.long),
+            "input_ids": torch.tensor([list(ex.ids) + [pad_id] * (width - len(ex)) for ex in batch], dtype=torch.long),
+            "attention_mask": torch.tensor([[1] * len(ex) + [0] * (width - len(ex)) for ex in batch], dtype=torch.long),
         }
-    if prompt_labels:
-        tensors["prompt_labels"] = torch.tensor(prompts, dtype=torch.long)
+
+        def targets(prompt: bool) -> list[list[int]]:
+            return [labels_of(ex, prompt) + [-100] * (width - len(ex)) for ex in batch]
+    tensors["labels"] = torch.tensor(targets(False), dtype=torch.long)
+    if prompt_labels:  # built only when asked: this runs once per forward pass
+        tensors["prompt_labels"] = torch.tensor(targets(True), dtype=torch.long)
     return {k: v.to(device, non_blocking=True) for k, v in tensors.items()}, n_targets
