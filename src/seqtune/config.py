@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import math
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ from seqtune.config_sources import (
     parse_override_args,
     read_yaml,
 )
+from seqtune.config_values import coerce
 from seqtune.errors import ConfigError
 from seqtune.io import atomic_write_text
 
@@ -217,66 +216,6 @@ def _field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
-def _coerce(key: str, value: Any, tp: Any) -> Any:
-    """Check (and, for strings from the CLI, convert) `value` against type `tp`."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None or (isinstance(value, str) and value.lower() in ("null", "none")):
-            if type(None) in args:
-                return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(key, value, arg)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
-    if origin is Literal:
-        allowed = typing.get_args(tp)
-        if value not in allowed:
-            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, allowed))}")
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
-            return value.lower() in ("true", "yes", "1")
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
-    if tp is int:
-        # A float is refused, not truncated: `num_beams: 2.7` must not quietly run 2 beams.
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            try:
-                return int(value.replace("_", ""))
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
-    if tp is float:
-        number = None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = float(value)
-        elif isinstance(value, str):
-            try:
-                number = float(value)
-            except ValueError:
-                pass
-        if number is None:
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        # inf or nan trains a NaN model that is exported as if it were fine.
-        if not math.isfinite(number):
-            raise ConfigError(f"{key}: must be a finite number, got {value!r}")
-        return number
-    if tp is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise ConfigError(f"{key}: expected a string, got {value!r}")
-    raise ConfigError(f"{key}: unsupported type {tp}")
-
-
 # train.logger's names -> (module imported, pip package that provides it).
 LOGGERS = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow-skinny"),
            "wandb": ("wandb", "wandb"), "trackio": ("trackio", "trackio")}
@@ -362,7 +301,7 @@ def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
             kwargs[key] = _build(tp, value, f"{full}.")
         else:
             try:
-                kwargs[key] = _coerce(full, value, tp)
+                kwargs[key] = coerce(full, value, tp)
             except ConfigError as err:
                 raise KeyedConfigError(full, str(err)) from None
     return cls(**kwargs)
