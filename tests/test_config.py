@@ -178,3 +178,23 @@ def test_empty_section_in_overrides_keeps_the_file_section(tmp_path):
     assert load_config(p, {"train": {}, "model": {"method": "lora"}}).train.epochs == 5
     assert parse_overrides(["--data-path", "d.csv", "--learning_rate=0.5"]) == {"data": {"path": "d.csv"},
                                                                                "train": {"lr": 0.5}}
+
+
+def test_every_shipped_config_loads_and_each_task_config_trains_on_its_shipped_data():
+    from pathlib import Path
+
+    from seqtune.experiments.sweep_spec import expand, load_sweep
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    runs = [p for p in sorted(root.rglob("*.yaml")) if p.parent.name != "paper"]
+    assert len(runs) >= 10
+    for path in runs:
+        cfg = load_config(path)
+        # A verifying config decodes at least as many beams as it tries (load refuses fewer).
+        assert cfg.generate.verify == "none" or cfg.generate.num_beams >= cfg.generate.candidates > 1, path
+    for path in sorted((root / "paper").glob("*.yaml")):
+        assert expand(load_sweep(path)), path  # every run of the sweep validated
+    for path in sorted((root / "tasks").glob("*_cpu.yaml")):
+        cfg = load_config(path)
+        assert path.name == f"{cfg.data.task}_cpu.yaml"
+        assert (root.parent / cfg.data.path).is_dir(), f"{path.name}: {cfg.data.path} is not shipped"

@@ -1,0 +1,38 @@
+"""How often the reference is among a model's first k beams: the ceiling any picker of beams can reach.
+
+    .venv/bin/python scripts/beam_headroom.py --model runs/X/model --holdout runs/X/data/test.jsonl [--beams 10]
+
+Prints, for k = 1, 3, 5 and --beams, the % of inputs whose reference string is among the first k
+beams (string match, so for canonicalisation a non-canonical right molecule does not count). A
+diagnostic for the study, not a score: choosing the beam that matches needs the reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from seqtune.inference.generate import generate
+from seqtune.modeling import load_finetuned
+from seqtune.prompts import encode_prompt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--holdout", required=True, help="JSONL with input and output")
+    ap.add_argument("--beams", type=int, default=10)
+    args = ap.parse_args()
+    model, tok, info = load_finetuned(args.model)
+    with open(args.holdout, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    prompts = [encode_prompt(tok, info.format, r["input"], info.instruction) for r in rows]
+    beams = generate(model, tok, prompts, num_beams=args.beams, num_return=args.beams, batch_size=64,
+                     text_of=info.format.output_text)
+    for k in sorted({1, 3, 5, args.beams}):
+        hit = sum(r["output"] in b[:k] for r, b in zip(rows, beams, strict=True))
+        print(f"reference among the first {k} beams: {100 * hit / len(rows):.1f} %")
+
+
+if __name__ == "__main__":
+    main()
