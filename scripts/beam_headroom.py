@@ -4,17 +4,41 @@
 
 Prints, for k = 1, 3, 5 and --beams, the % of inputs whose reference string is among the first k
 beams (string match, so for canonicalisation a non-canonical right molecule does not count). A
-diagnostic for the study, not a score: choosing the beam that matches needs the reference.
+diagnostic for the study, not a score: choosing the beam that matches needs the reference. For
+randomsmiles2canonical it also prints what two pickers that never read the input get from the same
+beams: the first beam in RDKit's canonical form (`verify: well_formed`), and a vote of the beams on
+the molecule (each beam's weight 1/rank, the winning molecule's first canonical beam).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 
 from seqtune.inference.generate import generate
 from seqtune.modeling import load_finetuned
 from seqtune.prompts import encode_prompt
+
+
+def _canonical(smiles: str) -> str | None:
+    from rdkit import Chem
+
+    mol = Chem.MolFromSmiles(smiles) if smiles else None
+    return Chem.MolToSmiles(mol) if mol is not None else None
+
+
+def first_canonical(beams: list[str]) -> str:
+    return next((b for b in beams if _canonical(b) == b), beams[0])
+
+
+def molecule_vote(beams: list[str]) -> str:
+    weight: dict[str, float] = collections.defaultdict(float)
+    for rank, beam in enumerate(beams, start=1):
+        if (mol := _canonical(beam)) is not None:
+            weight[mol] += 1 / rank
+    written = {b for b in beams if _canonical(b) == b}
+    return next((m for m in sorted(weight, key=lambda m: -weight[m]) if m in written), first_canonical(beams))
 
 
 def main() -> None:
@@ -32,6 +56,10 @@ def main() -> None:
     for k in sorted({1, 3, 5, args.beams}):
         hit = sum(r["output"] in b[:k] for r, b in zip(rows, beams, strict=True))
         print(f"reference among the first {k} beams: {100 * hit / len(rows):.1f} %")
+    if info.task == "randomsmiles2canonical":
+        for name, pick in (("first canonical beam", first_canonical), ("molecule vote", molecule_vote)):
+            hit = sum(pick(b) == r["output"] for r, b in zip(rows, beams, strict=True))
+            print(f"{name}: {100 * hit / len(rows):.1f} % exact")
 
 
 if __name__ == "__main__":
