@@ -21,24 +21,17 @@ from seqtune.modeling import load_finetuned
 from seqtune.prompts import encode_prompt
 
 
-def _canonical(smiles: str) -> str | None:
-    from rdkit import Chem
+def molecule_vote(beams: list[str]) -> int | None:
+    """Index of the first canonical beam of the molecule the beams weigh most (1/rank each)."""
+    from seqtune.chem.molecules import canonical_smiles
 
-    mol = Chem.MolFromSmiles(smiles) if smiles else None
-    return Chem.MolToSmiles(mol) if mol is not None else None
-
-
-def first_canonical(beams: list[str]) -> str:
-    return next((b for b in beams if _canonical(b) == b), beams[0])
-
-
-def molecule_vote(beams: list[str]) -> str:
+    mols = [canonical_smiles(b) for b in beams]
     weight: dict[str, float] = collections.defaultdict(float)
-    for rank, beam in enumerate(beams, start=1):
-        if (mol := _canonical(beam)) is not None:
+    for rank, mol in enumerate(mols, start=1):
+        if mol is not None:
             weight[mol] += 1 / rank
-    written = {b for b in beams if _canonical(b) == b}
-    return next((m for m in sorted(weight, key=lambda m: -weight[m]) if m in written), first_canonical(beams))
+    written = {b: i for i, b in reversed(list(enumerate(beams))) if mols[i] == b}
+    return next((written[m] for m in sorted(weight, key=lambda m: -weight[m]) if m in written), None)
 
 
 def main() -> None:
@@ -57,8 +50,12 @@ def main() -> None:
         hit = sum(r["output"] in b[:k] for r, b in zip(rows, beams, strict=True))
         print(f"reference among the first {k} beams: {100 * hit / len(rows):.1f} %")
     if info.task == "randomsmiles2canonical":
-        for name, pick in (("first canonical beam", first_canonical), ("molecule vote", molecule_vote)):
-            hit = sum(pick(b) == r["output"] for r, b in zip(rows, beams, strict=True))
+        from seqtune.chem.verify import first_well_formed
+
+        vote = [molecule_vote(b) for b in beams]
+        for name, picks in (("first canonical beam", first_well_formed(info.task, beams)), ("molecule vote", vote)):
+            chosen = [b[0 if i is None else i] for b, i in zip(beams, picks, strict=True)]
+            hit = sum(c == r["output"] for c, r in zip(chosen, rows, strict=True))
             print(f"{name}: {100 * hit / len(rows):.1f} % exact")
 
 
