@@ -20,7 +20,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from seqtune.chem import CHEM_TASKS, molecules  # noqa: E402
 from seqtune.chem.metrics import score  # noqa: E402
-from seqtune.chem.verify import first_consistent, first_well_formed  # noqa: E402
+from seqtune.chem.verify import first_consistent, first_well_formed, molecule_vote, pick  # noqa: E402
 
 CAFFEINE = "Cn1c(=O)c2c(ncn2C)n(C)c1=O"
 CAFFEINE_NAME = "1,3,7-trimethyl-3,7-dihydro-1H-purine-2,6-dione"
@@ -140,6 +140,32 @@ def test_first_well_formed_per_task_never_reads_the_input():
     assert first_well_formed("smiles2formula", [["C2H6O(", "hello", "C2H6O"]]) == [2]
     # A well-formed answer about another molecule passes: this filter knows nothing of the input.
     assert first_well_formed("randomsmiles2canonical", [["CCN"]]) == [0]
+
+
+def test_molecule_vote_pools_the_spellings_of_one_answer():
+    # Ethanol twice (OCC, then canonical CCO at rank 3: 1 + 1/3) outweighs ethylamine (1/2), so
+    # the vote keeps ethanol's canonical spelling where the first well-formed beam is ethylamine.
+    beams = [["OCC", "CCN", "CCO"]]
+    assert molecule_vote("randomsmiles2canonical", beams) == [2]
+    assert first_well_formed("randomsmiles2canonical", beams) == [1]
+    # The winner has no well-formed spelling: the next answer's first well-formed candidate.
+    assert molecule_vote("randomsmiles2canonical", [["OCC", "C(C)O", "CCN"]]) == [2]
+    # One top beam outweighs two later ones (1 > 1/2 + 1/3). Nothing readable or well-formed: None.
+    assert molecule_vote("iupac2smiles", [["CCN", "CCO", "OCC"]]) == [0]
+    assert molecule_vote("randomsmiles2canonical", [["C(C", "OCC"], []]) == [None, None]
+    # Formulas pool by element counts, InChIs by the molecule they denote.
+    assert molecule_vote("smiles2formula", [["CH4", "H6C2O", "C2H6O", "C2H6O"]]) == [1]
+    ethanol = "InChI=1S/C2H6O/c1-2-3/h3H,2H2,1H3"
+    assert molecule_vote("smiles2inchi", [["InChI=1S/CH4/h1H4", ethanol, "InChI=1/C2H6O/c1-2-3/h3H,2H2,1H3", ethanol]]) == [1]
+    assert molecule_vote("smiles2iupac", [["methane", "ethanol", "ethyl alcohol", "ethanol"]]) == [1]
+
+
+def test_pick_dispatches_each_mode_and_refuses_others():
+    assert pick("randomsmiles2canonical", "vote", ["CCN"], [["OCC", "CCN", "CCO"]]) == [2]
+    assert pick("randomsmiles2canonical", "well_formed", ["CCN"], [["OCC", "CCN", "CCO"]]) == [1]
+    assert pick("randomsmiles2canonical", "opsin", ["NCC"], [["OCC", "CCN", "CCO"]]) == [1]
+    with pytest.raises(ValueError, match="verify: expected one of"):
+        pick("randomsmiles2canonical", "none", ["CCN"], [["CCN"]])
 
 
 def test_tanimoto_edge_cases():

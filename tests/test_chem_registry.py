@@ -62,7 +62,7 @@ def test_each_task_scores_its_own_examples_exactly(name):
     from seqtune.chem.baseline import predict
     from seqtune.chem.metrics import score
     from seqtune.chem.tasks import get_task
-    from seqtune.chem.verify import first_consistent, first_well_formed
+    from seqtune.chem.verify import first_consistent, first_well_formed, molecule_vote
 
     task = get_task(name)
     made = [task.make_example(molecules.canonical_smiles(s), n, 0) for s, n in MOLECULES]
@@ -77,6 +77,7 @@ def test_each_task_scores_its_own_examples_exactly(name):
         assert summary.get("mean_tanimoto", 1.0) == 1.0
     assert first_consistent(name, inputs, [["", "C1CC", out] for out in outputs]) == [2] * len(MOLECULES)
     assert first_well_formed(name, [["", "C1CC(", out] for out in outputs]) == [2] * len(MOLECULES)
+    assert molecule_vote(name, [["", "C1CC(", out] for out in outputs]) == [2] * len(MOLECULES)
     assert predict(name, inputs) == outputs
 
 

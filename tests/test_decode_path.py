@@ -41,6 +41,23 @@ def test_well_formed_decoding_keeps_the_first_well_formed_beam(monkeypatch):
     assert summary["verified_pct"] == pytest.approx(200 / 3)
 
 
+def test_vote_decoding_keeps_the_answer_the_beams_agree_on(monkeypatch):
+    pytest.importorskip("rdkit")
+    import seqtune.inference.decode as decode
+    from seqtune.prompts import get_format
+
+    beams = [["OCC", "CCN", "CCO"], ["C(", "C1CC("]]  # ethanol at ranks 1 and 3 outweighs ethylamine
+    monkeypatch.setattr(decode, "encode_prompt", lambda tok, fmt, x, instr: x)
+    monkeypatch.setattr(decode, "generate", lambda model, tok, prompts, **kw: [list(b) for b in beams])
+    for verify, first in (("vote", "CCO"), ("well_formed", "CCN")):
+        s = DecodeSettings(num_beams=3, verify=verify)
+        summary, rows = decode.decode_rows(None, None, get_format("plain"), "randomsmiles2canonical",
+                                           ["C(O)C", "CC("], ["i"] * 2, ["CCO", "CCO"], s)
+        assert [r["prediction"] for r in rows] == [first, "C("]
+        assert [r["verified"] for r in rows] == [True, False]
+        assert summary["exact_match"] == pytest.approx(50.0 if verify == "vote" else 0.0)
+
+
 def _jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 

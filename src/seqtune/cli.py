@@ -19,9 +19,9 @@ commands:
   run CONFIG [key=value ...]     data -> train -> predict -> evaluate, base vs tuned table
   train CONFIG [key=value ...]   the same without scoring the base model first
   check CONFIG [key=value ...]   validate config, data, model and lengths; print the plan
-  predict --model DIR --input FILE|- [--output FILE] [--beams N] [--verify opsin|well_formed --candidates K]
+  predict --model DIR --input FILE|- [--output FILE] [--beams N] [--verify opsin|well_formed|vote --candidates K]
   evaluate --predictions FILE [--task TASK] [--output FILE]
-  evaluate --model DIR [--holdout moses_scaffold nci_small] [--beams N] [--verify opsin|well_formed]
+  evaluate --model DIR [--holdout moses_scaffold nci_small] [--beams N] [--verify opsin|well_formed|vote]
   export RUN_DIR --output DIR    copy a run's model folder (merged weights, tokenizer, format, card)
   serve MODEL_DIR [--port 8000]  web page + JSON API (POST /predict, /docs), batched across clients
   data chem --task smiles2iupac --source moses --n 10000 --out DIR
@@ -110,7 +110,7 @@ def cmd_predict(argv: list[str]) -> int:
     p.add_argument("--output-column", default="output", help="references, scored when present")
     p.add_argument("--beams", type=int, default=1)
     p.add_argument("--candidates", type=int, default=1)
-    p.add_argument("--verify", choices=["none", "opsin", "well_formed"], default="none")
+    p.add_argument("--verify", choices=["none", "opsin", "well_formed", "vote"], default="none")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-new-tokens", type=int, default=None, help="default: the model's generation_config.json")
     a = p.parse_args(argv)
@@ -138,7 +138,7 @@ def cmd_evaluate(argv: list[str]) -> int:
     p.add_argument("--checkpoint", default=None, help="with --model: score RUN/checkpoints/step-N's weights instead")
     p.add_argument("--beams", type=int, default=1)
     p.add_argument("--candidates", type=int, default=1)
-    p.add_argument("--verify", choices=["none", "opsin", "well_formed"], default="none")
+    p.add_argument("--verify", choices=["none", "opsin", "well_formed", "vote"], default="none")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-new-tokens", type=int, default=128)
     a = p.parse_args(argv)

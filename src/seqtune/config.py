@@ -194,8 +194,9 @@ class GenerateConfig:
     batch_size: int = 64  # Inputs decoded together.
     # Verified decoding for chemistry tasks over max(num_beams, candidates) beams, else the top beam:
     # opsin keeps the first whose output round-trips (OPSIN, RDKit) to the input molecule;
-    # well_formed the first that is a well-formed output, without reading the input (chem.verify).
-    verify: Literal["none", "opsin", "well_formed"] = "none"
+    # well_formed the first that is a well-formed output; vote a well-formed spelling of the answer
+    # the beams agree on most (each weighs 1/rank). The last two never read the input (chem.verify).
+    verify: Literal["none", "opsin", "well_formed", "vote"] = "none"
     candidates: int = 1  # Beams verify tries: max(num_beams, candidates), all decoded (needs num_beams >= candidates).
 
 

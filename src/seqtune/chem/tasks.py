@@ -42,6 +42,10 @@ class ChemTask:
     # candidates -> whether each is a well-formed output of the task, judged without the input
     # (a name OPSIN parses, a SMILES or InChI in RDKit's own canonical form, a formula).
     well_formed: Callable[[list[str]], list[bool]]
+    # candidates -> what each one says, in one spelling per answer (canonical SMILES of the
+    # molecule a SMILES, name or InChI denotes; a formula's element counts), None where it
+    # cannot be read: how `verify: vote` tells which beams give the same answer.
+    answers: Callable[[list[str]], list[str | None]]
     # inputs -> the deterministic tool's answers (openclatura, OPSIN or RDKit), "" on failure.
     baseline: Callable[[list[str]], list[str]]
     # (input, output) -> (SMILES, name), for the tasks whose pairs hold both, from which
@@ -135,6 +139,16 @@ def _same_inchikey(molecule: str, candidates: list[str]) -> list[bool]:
     return flags
 
 
+def _inchi_molecules(candidates: list[str]) -> list[str | None]:
+    mols = [molecules.mol_from_inchi(c) for c in candidates]
+    return [molecules.canonical_from_mol(mol) if mol is not None else None for mol in mols]
+
+
+def _formula_counts(candidates: list[str]) -> list[str | None]:
+    parsed = [molecules.parse_formula(c) for c in candidates]
+    return [repr((sorted(p[0].items()), p[1])) if p is not None else None for p in parsed]
+
+
 def _opsin_parses(candidates: list[str]) -> list[bool]:
     return [check.canonical is not None for check in naming.roundtrip(list(candidates), [None] * len(candidates))]
 
@@ -160,6 +174,7 @@ TASKS: dict[str, ChemTask] = {
             input_molecules=_read_smiles,
             consistent=_names_match,
             well_formed=_opsin_parses,
+            answers=_read_names,
             baseline=_per_molecule(_openclatura_name),
             molecule_and_name=lambda input, output: (input, output),
             lookup=(pubchem.SOURCE, pubchem.iupac_names),
@@ -173,6 +188,7 @@ TASKS: dict[str, ChemTask] = {
             input_molecules=_read_names,
             consistent=_same_canonical,
             well_formed=_canonical_form,
+            answers=_read_smiles,
             baseline=lambda inputs: [molecule or "" for molecule in _read_names(inputs)],
             molecule_and_name=lambda input, output: (output, input),
         ),
@@ -185,6 +201,7 @@ TASKS: dict[str, ChemTask] = {
             input_molecules=_read_smiles,
             consistent=_same_formula,
             well_formed=lambda candidates: [molecules.parse_formula(c) is not None for c in candidates],
+            answers=_formula_counts,
             baseline=_per_molecule(lambda mol, text: molecules.formula_from_mol(mol)),
         ),
         ChemTask(
@@ -198,6 +215,7 @@ TASKS: dict[str, ChemTask] = {
             input_molecules=_read_smiles,
             consistent=_same_canonical,
             well_formed=_canonical_form,
+            answers=_read_smiles,
             baseline=_per_molecule(lambda mol, text: molecules.canonical_from_mol(mol) or ""),
         ),
         ChemTask(
@@ -209,6 +227,7 @@ TASKS: dict[str, ChemTask] = {
             input_molecules=_read_smiles,
             consistent=_same_inchikey,
             well_formed=_standard_inchi,
+            answers=_inchi_molecules,
             baseline=_per_molecule(lambda mol, text: molecules.inchi_from_mol(mol) or ""),
         ),
     )

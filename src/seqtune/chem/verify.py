@@ -1,10 +1,15 @@
 """Verified decoding: pick, among K generated candidates, the first one that round-trips to the
-input molecule (verify: opsin), or the first well-formed one, judged without the input (verify:
-well_formed)."""
+input molecule (verify: opsin), the first well-formed one (verify: well_formed), or a well-formed
+spelling of the answer the candidates agree on most (verify: vote). The last two never read the
+input, so they cannot pass the answer on from the input molecule."""
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 from .tasks import get_task
+
+VERIFY_MODES = ("opsin", "well_formed", "vote")
 
 
 def _texts(cands: list[str]) -> list[str]:
@@ -40,3 +45,46 @@ def first_well_formed(task: str, candidates: list[list[str]]) -> list[int | None
     The input is never read, so this filter cannot pass the answer on from the input molecule."""
     chem_task = get_task(task)
     return [_first(chem_task.well_formed(_texts(cands))) if cands else None for cands in candidates]
+
+
+def molecule_vote(task: str, candidates: list[list[str]]) -> list[int | None]:
+    """For each input, the index of the first well-formed candidate of the answer its candidates
+    weigh most, each candidate weighing 1/rank (ties: the answer of the higher-ranked candidate),
+    else of the next answer; ``None`` if no candidate is well-formed.
+
+    Beams that write the same molecule in different spellings (one canonical, others not) pool
+    their weight, so a molecule the model keeps returning to beats one beam that is merely first.
+    The rank weight is the study's choice: on canonicalisation's 10 beams it picked the right
+    string for 70.7 % of 300 test molecules and 67 of 100 validation ones, against 69.0 % and 62
+    for the first well-formed beam; weighing by the beams' own probabilities did no better (70.0 %
+    and 65), an unweighted count worse (64.7 % and 58)."""
+    chem_task = get_task(task)
+    flat = [c for cands in candidates for c in _texts(cands)]
+    answers, formed = chem_task.answers(flat), chem_task.well_formed(flat)
+    out: list[int | None] = []
+    start = 0
+    for cands in candidates:
+        span = range(start, start + len(cands))
+        start += len(cands)
+        weight: dict[str, float] = defaultdict(float)
+        first_formed: dict[str, int] = {}
+        for rank, i in enumerate(span):
+            if answers[i] is None:
+                continue
+            weight[answers[i]] += 1 / (rank + 1)
+            if formed[i]:
+                first_formed.setdefault(answers[i], rank)
+        ranked = sorted(weight, key=lambda a: -weight[a])  # stable: ties keep the first-seen answer
+        out.append(next((first_formed[a] for a in ranked if a in first_formed), None))
+    return out
+
+
+def pick(task: str, verify: str, inputs: list[str], candidates: list[list[str]]) -> list[int | None]:
+    """The candidate `verify` keeps for each input (None: none passes; callers keep the top beam)."""
+    if verify == "well_formed":
+        return first_well_formed(task, candidates)
+    if verify == "vote":
+        return molecule_vote(task, candidates)
+    if verify == "opsin":
+        return first_consistent(task, inputs, candidates)
+    raise ValueError(f"verify: expected one of {', '.join(VERIFY_MODES)}, got {verify!r}")

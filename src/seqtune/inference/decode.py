@@ -3,7 +3,8 @@ predict` / `evaluate`, so the two answer the same for the same model, inputs and
 
 Verified decoding (verify: opsin) decodes max(num_beams, candidates) beams and keeps, per
 input, the first beam that round-trips to the input molecule (else the top beam); verify:
-well_formed keeps the first beam that is a well-formed output, judged without the input. Rows and
+well_formed keeps the first beam that is a well-formed output, judged without the input; verify:
+vote a well-formed spelling of the answer the beams agree on most (chem.verify). Rows and
 scores then carry what verification added: per row `verified` and the plain `top_beam`; in
 the summary `verified_pct` and the top beam's scores as `top_beam_<score>`. Scored against
 references, the summary also holds `ci95`: each score's 95 % bootstrap interval (seqtune.stats).
@@ -57,9 +58,9 @@ def decode_rows(model: Any, tokenizer: Any, fmt: PromptFormat, task: str, inputs
     tops = [c[0] if c else "" for c in outs]
     preds, verified = tops, None
     if s.verifying:
-        from seqtune.chem.verify import first_consistent, first_well_formed
+        from seqtune.chem.verify import pick
 
-        picks = first_well_formed(task, outs) if s.verify == "well_formed" else first_consistent(task, inputs, outs)
+        picks = pick(task, s.verify, inputs, outs)
         verified = [pick is not None for pick in picks]
         preds = [c[pick] if pick is not None else top for c, pick, top in zip(outs, picks, tops)]
     summary: dict[str, Any] = {"n": len(inputs)}
