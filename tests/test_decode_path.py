@@ -96,3 +96,25 @@ def test_run_and_predict_give_the_same_verified_predictions_and_keys(tmp_path, t
     plain = _jsonl(tmp_path / "plain.jsonl")
     assert plain == [{k: r[k] for k in ("input", "prediction", "verified", "top_beam")} for r in from_run]
     assert set(json.loads(capsys.readouterr().out)) == {"n", "verified_pct"}
+
+
+def test_sampling_is_seeded_and_cools_to_greedy(tiny_gpt2_dir):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from seqtune.inference.generate import generate
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_gpt2_dir)
+    tok = AutoTokenizer.from_pretrained(tiny_gpt2_dir)
+    prompts = [tok("CCO ethanol")["input_ids"], tok("c1ccccc1")["input_ids"]]
+
+    def sample(temperature, seed=0):
+        torch.manual_seed(seed)
+        return generate(model, tok, prompts, num_return=6, max_new_tokens=8, precision="fp32",
+                        temperature=temperature)
+
+    hot = sample(1.0)
+    assert [len(s) for s in hot] == [6, 6] and hot == sample(1.0)  # seeded: the same samples again
+    assert any(len(set(s)) > 1 for s in hot)  # a random tiny model's samples differ from each other
+    greedy = generate(model, tok, prompts, max_new_tokens=8, precision="fp32")
+    assert sample(1e-4) == [g * 6 for g in greedy]  # near zero temperature every sample is the argmax

@@ -23,9 +23,12 @@ def generate(
     progress: bool = False,
     min_new_tokens: int = 0,
     text_of: Callable[[str], str] = str.strip,
+    temperature: float = 0.0,
 ) -> list[list[str]]:
     """For each prompt (token ids), `num_return` decoded completions, best first, each
-    passed through `text_of` (a prompt format's `output_text` undoes its output spelling)."""
+    passed through `text_of` (a prompt format's `output_text` undoes its output spelling).
+    temperature > 0 samples them instead (from the whole distribution at that temperature,
+    torch's global generator), in no order."""
     from transformers import GenerationConfig
 
     if not prompts:
@@ -33,8 +36,9 @@ def generate(
     device = next(model.parameters()).device
     amp = autocast_dtype(precision, device)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    sampling = {"do_sample": True, "temperature": temperature, "top_k": 0} if temperature > 0 else {"do_sample": False}
     gen_cfg = GenerationConfig(
-        do_sample=False, num_beams=num_beams, num_return_sequences=num_return, max_new_tokens=max_new_tokens,
+        **sampling, num_beams=num_beams, num_return_sequences=num_return, max_new_tokens=max_new_tokens,
         min_new_tokens=min_new_tokens or None, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad, early_stopping=True if num_beams > 1 else False,
     )
     # Longest first: similar lengths share a batch (little padding) and an out-of-memory
