@@ -166,6 +166,13 @@ def test_pick_dispatches_each_mode_and_refuses_others():
     assert pick("randomsmiles2canonical", "opsin", ["NCC"], [["OCC", "CCN", "CCO"]]) == [1]
     with pytest.raises(ValueError, match="verify: expected one of"):
         pick("randomsmiles2canonical", "none", ["CCN"], [["CCN"]])
+    # Every generate.verify mode but none has a picker, and no picker lacks its mode.
+    from typing import get_args
+
+    from seqtune.chem.verify import PICKERS
+    from seqtune.config import VerifyMode
+
+    assert set(get_args(VerifyMode)) == {"none", *PICKERS}
 
 
 def test_tanimoto_edge_cases():

@@ -97,6 +97,14 @@ def cmd_check(args: list[str]) -> int:
     return 0
 
 
+def verify_modes() -> tuple[str, ...]:
+    import typing
+
+    from seqtune.config import VerifyMode  # here: `seqtune --help` need not load the config module
+
+    return typing.get_args(VerifyMode)
+
+
 def cmd_predict(argv: list[str]) -> int:
     from seqtune.inference.predict import predict
 
@@ -110,7 +118,7 @@ def cmd_predict(argv: list[str]) -> int:
     p.add_argument("--output-column", default="output", help="references, scored when present")
     p.add_argument("--beams", type=int, default=1)
     p.add_argument("--candidates", type=int, default=1)
-    p.add_argument("--verify", choices=["none", "opsin", "well_formed", "vote"], default="none")
+    p.add_argument("--verify", choices=verify_modes(), default="none")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-new-tokens", type=int, default=None, help="default: the model's generation_config.json")
     a = p.parse_args(argv)
@@ -138,7 +146,7 @@ def cmd_evaluate(argv: list[str]) -> int:
     p.add_argument("--checkpoint", default=None, help="with --model: score RUN/checkpoints/step-N's weights instead")
     p.add_argument("--beams", type=int, default=1)
     p.add_argument("--candidates", type=int, default=1)
-    p.add_argument("--verify", choices=["none", "opsin", "well_formed", "vote"], default="none")
+    p.add_argument("--verify", choices=verify_modes(), default="none")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-new-tokens", type=int, default=128)
     a = p.parse_args(argv)

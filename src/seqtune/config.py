@@ -29,6 +29,9 @@ from seqtune.config_values import coerce
 from seqtune.errors import ConfigError
 from seqtune.io import atomic_write_text
 
+# generate.verify, also the choices of `seqtune predict/evaluate --verify` (chem.verify.PICKERS).
+VerifyMode = Literal["none", "opsin", "well_formed", "vote"]
+
 
 @dataclass
 class DataConfig:
@@ -196,7 +199,7 @@ class GenerateConfig:
     # opsin keeps the first whose output round-trips (OPSIN, RDKit) to the input molecule;
     # well_formed the first that is a well-formed output; vote a well-formed spelling of the answer
     # the beams agree on most (each weighs 1/rank). The last two never read the input (chem.verify).
-    verify: Literal["none", "opsin", "well_formed", "vote"] = "none"
+    verify: VerifyMode = "none"
     candidates: int = 1  # Beams verify tries: max(num_beams, candidates), all decoded (needs num_beams >= candidates).
 
 

@@ -10,8 +10,6 @@ from collections.abc import Callable
 
 from .tasks import get_task
 
-VERIFY_MODES = ("opsin", "well_formed", "vote")
-
 
 def _texts(cands: list[str]) -> list[str]:
     return [c if isinstance(c, str) else "" for c in cands]
@@ -87,12 +85,17 @@ def molecule_vote(task: str, candidates: list[list[str]],
     return out
 
 
+# verify mode -> (task, inputs, candidates) -> the kept candidate per input; the modes of
+# `generate.verify` other than none (a test holds the two lists equal).
+PICKERS: dict[str, Callable[[str, list[str], list[list[str]]], list[int | None]]] = {
+    "opsin": first_consistent,
+    "well_formed": lambda task, inputs, candidates: first_well_formed(task, candidates),
+    "vote": lambda task, inputs, candidates: molecule_vote(task, candidates),
+}
+
+
 def pick(task: str, verify: str, inputs: list[str], candidates: list[list[str]]) -> list[int | None]:
     """The candidate `verify` keeps for each input (None: none passes; callers keep the top beam)."""
-    if verify == "well_formed":
-        return first_well_formed(task, candidates)
-    if verify == "vote":
-        return molecule_vote(task, candidates)
-    if verify == "opsin":
-        return first_consistent(task, inputs, candidates)
-    raise ValueError(f"verify: expected one of {', '.join(VERIFY_MODES)}, got {verify!r}")
+    if verify not in PICKERS:
+        raise ValueError(f"verify: expected one of {', '.join(PICKERS)}, got {verify!r}")
+    return PICKERS[verify](task, inputs, candidates)
