@@ -12,6 +12,9 @@ beams: the first well-formed beam (`verify: well_formed`) and the beams' vote on
 also samples that many outputs per input (seed 0) and prints how often the reference is among
 them, their vote (each sample weighs 1), and the vote of beams and samples together (each sample
 weighs 1/--samples, so all samples weigh as much as the top beam): self-consistency decoding.
+With --spellings S it also decodes up to S spellings of each input molecule (chem.tasks.input_spellings,
+what `generate.spellings` decodes) and prints, for the first s spellings and the first k beams of
+each, how often the reference is among them and what their vote keeps: test-time augmentation.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ def main() -> None:
     ap.add_argument("--beams", type=int, default=10)
     ap.add_argument("--samples", type=int, default=0)
     ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--spellings", type=int, default=0)
     args = ap.parse_args()
     model, tok, info = load_finetuned(args.model)
     with open(args.holdout, encoding="utf-8") as f:
@@ -54,6 +58,8 @@ def main() -> None:
 
     for verify in ("well_formed", "vote"):
         print(f"verify: {verify}: {exact(pick(info.task, verify, [r['input'] for r in rows], beams), beams):.1f} % exact")
+    if args.spellings > 1:
+        spelled_votes(args, model, tok, info, rows, exact)
     if args.samples:
         torch.manual_seed(0)
         samples = generate(model, tok, prompts, num_return=args.samples, batch_size=16, text_of=info.format.output_text,
@@ -68,6 +74,29 @@ def main() -> None:
             return 1 / (rank + 1) if rank < n else 1 / args.samples
 
         print(f"vote of beams and samples: {exact(molecule_vote(info.task, both, weight), both):.1f} % exact")
+
+
+def spelled_votes(args: argparse.Namespace, model, tok, info, rows: list[dict], exact) -> None:
+    from seqtune.chem.tasks import input_spellings
+    from seqtune.chem.verify import molecule_vote
+
+    spelled = input_spellings(info.task, [r["input"] for r in rows], args.spellings)
+    flat = [(i, x) for i, variants in enumerate(spelled) for x in variants]
+    prompts = [encode_prompt(tok, info.format, x, info.instruction) for _, x in flat]
+    out = generate(model, tok, prompts, num_beams=args.beams, num_return=args.beams, batch_size=64,
+                   text_of=info.format.output_text)
+    per: list[list[list[str]]] = [[] for _ in rows]
+    for (i, _), beams in zip(flat, out, strict=True):
+        per[i].append(beams)
+    print(f"spellings per input: {sum(map(len, spelled)) / len(rows):.2f} on average (up to {args.spellings})")
+    for s in range(1, args.spellings + 1):
+        for k in sorted({1, 3, 5, args.beams}):
+            pairs = [[(rank, b[rank]) for rank in range(k) for b in variants[:s]] for variants in per]
+            cands = [[text for _, text in p] for p in pairs]
+            ranks = [[rank for rank, _ in p] for p in pairs]
+            hit = 100 * sum(r["output"] in c for r, c in zip(rows, cands, strict=True)) / len(rows)
+            voted = exact(molecule_vote(info.task, cands, ranks=ranks), cands)
+            print(f"{s} spellings x {k} beams: reference among them {hit:.1f} %, vote {voted:.1f} % exact")
 
 
 if __name__ == "__main__":

@@ -160,6 +160,17 @@ def test_molecule_vote_pools_the_spellings_of_one_answer():
     assert molecule_vote("smiles2iupac", [["methane", "ethanol", "ethyl alcohol", "ethanol"]]) == [1]
 
 
+def test_molecule_vote_weighs_each_candidate_by_its_own_rank():
+    # Two spellings' top beams (ethylamine, ethanol) and ethanol again as a second beam. By position
+    # ethylamine (1) beats ethanol (1/2 + 1/3); by rank within each spelling ethanol gets 1 + 1/2.
+    cands = [["CCN", "CCO", "OCC"]]
+    assert molecule_vote("randomsmiles2canonical", cands) == [0]
+    assert molecule_vote("randomsmiles2canonical", cands, ranks=[[0, 0, 1]]) == [1]
+    assert pick("randomsmiles2canonical", "vote", ["NCC"], cands, [[0, 0, 1]]) == [1]
+    # The other pickers take the candidates in their order whatever the ranks.
+    assert pick("randomsmiles2canonical", "well_formed", ["NCC"], cands, [[0, 0, 1]]) == [0]
+
+
 def test_pick_dispatches_each_mode_and_refuses_others():
     assert pick("randomsmiles2canonical", "vote", ["CCN"], [["OCC", "CCN", "CCO"]]) == [2]
     assert pick("randomsmiles2canonical", "well_formed", ["CCN"], [["OCC", "CCN", "CCO"]]) == [1]

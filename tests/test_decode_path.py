@@ -62,14 +62,15 @@ def _jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_run_and_predict_give_the_same_verified_predictions_and_keys(tmp_path, tiny_gpt2_dir, capsys):
+@pytest.mark.parametrize("spellings", [1, 2])  # 2: each input also decoded in a random SMILES of its molecule
+def test_run_and_predict_give_the_same_verified_predictions_and_keys(tmp_path, tiny_gpt2_dir, capsys, spellings):
     run = RunDir(tmp_path / "run")
     # candidates is left at 1: both commands must still try all 3 beams.
     assert main(["run", f"out_dir={run.root}", "evaluate_base=false", "data.path=data/smiles2iupac_demo",
                  "data.task=smiles2iupac", "data.train_size=16", "data.test_size=6", f"model.name={tiny_gpt2_dir}",
                  "model.format=instruct", "train.epochs=1", "train.batch_size=8", "train.progress=false",
                  "train.logger=none", "train.eval_generate=false", "generate.max_new_tokens=8",
-                 "generate.num_beams=3", "generate.verify=opsin"]) == 0
+                 "generate.num_beams=3", "generate.verify=opsin", f"generate.spellings={spellings}"]) == 0
     assert json.loads(run.run_info.read_text())["dropped_overlength"]["test"] == 0  # run decodes every test input
     tuned = json.loads(run.metrics.read_text())["tuned"]
     from_run = _jsonl(run.prediction("test"))
@@ -77,7 +78,7 @@ def test_run_and_predict_give_the_same_verified_predictions_and_keys(tmp_path, t
 
     out = tmp_path / "predicted.jsonl"
     assert main(["predict", "--model", str(run.model), "--input", str(run.split("test")), "--output", str(out),
-                 "--beams", "3", "--verify", "opsin"]) == 0
+                 "--beams", "3", "--verify", "opsin", "--spellings", str(spellings)]) == 0
     summary = json.loads(capsys.readouterr().out)
     # predict keeps the input file's own columns first; "output" is the only one run does not write.
     from_predict = [{k: v for k, v in row.items() if k != "output"} for row in _jsonl(out)]
@@ -92,7 +93,7 @@ def test_run_and_predict_give_the_same_verified_predictions_and_keys(tmp_path, t
     # Without references: the same rows less the reference and its scores.
     (tmp_path / "in.txt").write_text("\n".join(r["input"] for r in from_run))
     assert main(["predict", "--model", str(run.model), "--input", str(tmp_path / "in.txt"), "--output",
-                 str(tmp_path / "plain.jsonl"), "--beams", "3", "--verify", "opsin"]) == 0
+                 str(tmp_path / "plain.jsonl"), "--beams", "3", "--verify", "opsin", "--spellings", str(spellings)]) == 0
     plain = _jsonl(tmp_path / "plain.jsonl")
     assert plain == [{k: r[k] for k in ("input", "prediction", "verified", "top_beam")} for r in from_run]
     assert set(json.loads(capsys.readouterr().out)) == {"n", "verified_pct"}

@@ -20,6 +20,7 @@ commands:
   train CONFIG [key=value ...]   the same without scoring the base model first
   check CONFIG [key=value ...]   validate config, data, model and lengths; print the plan
   predict --model DIR --input FILE|- [--output FILE] [--beams N] [--verify opsin|well_formed|vote --candidates K]
+          [--spellings S]
   evaluate --predictions FILE [--task TASK] [--output FILE]
   evaluate --model DIR [--holdout moses_scaffold nci_small] [--beams N] [--verify opsin|well_formed|vote]
   export RUN_DIR --output DIR    copy a run's model folder (merged weights, tokenizer, format, card)
@@ -105,6 +106,12 @@ def verify_modes() -> tuple[str, ...]:
     return typing.get_args(VerifyMode)
 
 
+def _check_positive(args: argparse.Namespace, *names: str) -> None:
+    for name in names:
+        if getattr(args, name) is not None and getattr(args, name) <= 0:
+            raise SeqtuneError(f"--{name.replace('_', '-')}: must be > 0")
+
+
 def cmd_predict(argv: list[str]) -> int:
     from seqtune.inference.predict import predict
 
@@ -119,15 +126,14 @@ def cmd_predict(argv: list[str]) -> int:
     p.add_argument("--beams", type=int, default=1)
     p.add_argument("--candidates", type=int, default=1)
     p.add_argument("--verify", choices=verify_modes(), default="none")
+    p.add_argument("--spellings", type=int, default=1, help="SMILES inputs: decode this many spellings (with --verify)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-new-tokens", type=int, default=None, help="default: the model's generation_config.json")
     a = p.parse_args(argv)
-    for name in ("beams", "candidates", "batch_size", "max_new_tokens"):
-        if getattr(a, name) is not None and getattr(a, name) <= 0:
-            raise SeqtuneError(f"--{name.replace('_', '-')}: must be > 0")
+    _check_positive(a, "beams", "candidates", "spellings", "batch_size", "max_new_tokens")
     result = predict(a.model, a.input, a.output, num_beams=a.beams, candidates=a.candidates, verify=a.verify,
                      batch_size=a.batch_size, max_new_tokens=a.max_new_tokens, input_column=a.input_column,
-                     output_column=a.output_column)
+                     output_column=a.output_column, spellings=a.spellings)
     print(json.dumps(result, indent=2), file=sys.stderr if not a.output else sys.stdout)
     return 0
 
@@ -147,12 +153,15 @@ def cmd_evaluate(argv: list[str]) -> int:
     p.add_argument("--beams", type=int, default=1)
     p.add_argument("--candidates", type=int, default=1)
     p.add_argument("--verify", choices=verify_modes(), default="none")
+    p.add_argument("--spellings", type=int, default=1, help="SMILES inputs: decode this many spellings (with --verify)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-new-tokens", type=int, default=128)
     a = p.parse_args(argv)
+    _check_positive(a, "beams", "candidates", "spellings", "batch_size", "max_new_tokens")
     if a.model:
         result = evaluate_model(a.model, a.holdout, a.output, a.checkpoint, num_beams=a.beams, candidates=a.candidates,
-                                verify=a.verify, batch_size=a.batch_size, max_new_tokens=a.max_new_tokens)
+                                verify=a.verify, batch_size=a.batch_size, max_new_tokens=a.max_new_tokens,
+                                spellings=a.spellings)
     else:
         result = evaluate_file(a.predictions, a.task, a.output)
     print(json.dumps(result, indent=2))

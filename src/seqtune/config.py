@@ -201,6 +201,10 @@ class GenerateConfig:
     # the beams agree on most (each weighs 1/rank). The last two never read the input (chem.verify).
     verify: VerifyMode = "none"
     candidates: int = 1  # Beams verify tries: max(num_beams, candidates), all decoded (needs num_beams >= candidates).
+    # Test-time augmentation for tasks that read SMILES: decode the input and up to spellings - 1
+    # other random SMILES of its molecule (seeded by the input; never the canonical SMILES), and let
+    # verify choose among all their beams (vote pools them, each weighing 1/rank within its spelling).
+    spellings: int = 1
 
 
 @dataclass
@@ -242,7 +246,7 @@ def _check_ranges(cfg: RunConfig) -> None:
     positive = {
         "train.epochs": t.epochs, "train.batch_size": t.batch_size, "train.lr": t.lr, "train.log_every": t.log_every,
         "generate.num_beams": g.num_beams, "generate.max_new_tokens": g.max_new_tokens,
-        "generate.batch_size": g.batch_size, "generate.candidates": g.candidates,
+        "generate.batch_size": g.batch_size, "generate.candidates": g.candidates, "generate.spellings": g.spellings,
         "data.max_length": d.max_length, "model.lora_r": m.lora_r, "model.lora_alpha": m.lora_alpha,
         "data.train_size": d.train_size, "data.val_size": d.val_size, "data.test_size": d.test_size,
     }
@@ -277,6 +281,16 @@ def _check_ranges(cfg: RunConfig) -> None:
     if g.candidates > g.num_beams and g.candidates > 1:
         raise KeyedConfigError("generate.candidates", f"generate.candidates: {g.candidates} needs "
                                f"generate.num_beams >= that number (got {g.num_beams})")
+    if g.spellings > 1:
+        from seqtune.chem import INPUT_KINDS
+
+        if INPUT_KINDS.get(d.task) != "smiles":
+            raise KeyedConfigError("generate.spellings", f"generate.spellings: {g.spellings} needs a chemistry task "
+                                   f"that reads SMILES ({', '.join(k for k, v in INPUT_KINDS.items() if v == 'smiles')}), "
+                                   f"not {d.task!r}")
+        if g.verify == "none":
+            raise KeyedConfigError("generate.spellings", f"generate.spellings: {g.spellings} needs generate.verify "
+                                   "to choose among the spellings' beams (vote, opsin or well_formed)")
 
 
 def config_keys(cls: type | None = None, prefix: str = "") -> list[str]:

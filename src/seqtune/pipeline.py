@@ -103,7 +103,8 @@ def predict_pairs(model: Any, tokenizer: Any, fmt: PromptFormat, instruction: st
     """Decode the inputs of `pairs` and score the outputs against their references (the path
     `seqtune predict` takes too: inference.decode)."""
     g = cfg.generate
-    settings = DecodeSettings(g.num_beams, g.candidates, g.verify, g.max_new_tokens, g.batch_size, cfg.train.precision)
+    settings = DecodeSettings(g.num_beams, g.candidates, g.verify, g.max_new_tokens, g.batch_size, cfg.train.precision,
+                              g.spellings)
     return decode_rows(model, tokenizer, fmt, task, [p.input for p in pairs],
                        [p.instruction or instruction for p in pairs], [p.output for p in pairs], settings, progress)
 

@@ -282,3 +282,27 @@ def random_smiles_inputs(inputs: list[str], epoch: int, seed: int) -> list[str]:
         mol = molecules.mol_from_smiles(smiles)
         out.append(molecules.random_smiles(mol, f"{epoch}:{i}:{smiles}", seed) if mol is not None else smiles)
     return out
+
+
+def input_spellings(task: str, inputs: list[str], n: int) -> list[list[str]]:
+    """Up to `n` distinct spellings of each input's molecule: the input itself first, then random
+    SMILES of it seeded by the input alone (so an input decodes the same wherever it appears).
+    An input RDKit cannot read, or a molecule with fewer spellings, gets fewer. What test-time
+    augmentation (`generate.spellings`) decodes; the answer still comes from the model. No added
+    spelling is RDKit's canonical SMILES, so canonicalisation is never handed its answer as input."""
+    if get_task(task).input_kind != "smiles":
+        raise ValueError(f"generate.spellings: {task} reads names, not SMILES")
+    out = []
+    for smiles in inputs:
+        mol = molecules.mol_from_smiles(smiles)
+        found = [smiles]
+        canonical = molecules.canonical_from_mol(mol) if mol is not None else None
+        # Small molecules have few spellings: a bounded number of draws, not a search for n.
+        for draw in range(3 * n if mol is not None and n > 1 else 0):
+            candidate = molecules.random_smiles(mol, f"spelling:{draw}:{smiles}", 0)
+            if candidate not in found and candidate != canonical:
+                found.append(candidate)
+            if len(found) == n:
+                break
+        out.append(found)
+    return out

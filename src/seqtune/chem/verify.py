@@ -50,12 +50,14 @@ def _by_rank(rank: int) -> float:
     return 1 / (rank + 1)
 
 
-def molecule_vote(task: str, candidates: list[list[str]],
-                  weight: Callable[[int], float] = _by_rank) -> list[int | None]:
+def molecule_vote(task: str, candidates: list[list[str]], weight: Callable[[int], float] = _by_rank,
+                  ranks: list[list[int]] | None = None) -> list[int | None]:
     """For each input, the index of the first well-formed candidate of the answer its candidates
     weigh most, the candidate at 0-based `rank` weighing `weight(rank)` (1/rank counted from 1;
     ties: the answer of the higher-ranked candidate), else of the next answer; ``None`` if no
-    candidate is well-formed. Sampled candidates, which have no rank, weigh alike.
+    candidate is well-formed. Sampled candidates, which have no rank, weigh alike. `ranks` gives
+    each candidate's rank where it is not its position (the beams of several spellings of one
+    input, interleaved: `generate.spellings`).
 
     Beams that write the same molecule in different spellings (one canonical, others not) pool
     their weight, so a molecule the model keeps returning to beats one beam that is merely first.
@@ -69,33 +71,37 @@ def molecule_vote(task: str, candidates: list[list[str]],
     answers, formed = chem_task.answers(flat), chem_task.well_formed(flat)
     out: list[int | None] = []
     start = 0
-    for cands in candidates:
+    for k, cands in enumerate(candidates):
         span = range(start, start + len(cands))
         start += len(cands)
         votes: dict[str, float] = defaultdict(float)
         first_formed: dict[str, int] = {}
-        for rank, i in enumerate(span):
+        for pos, i in enumerate(span):
             if answers[i] is None:
                 continue
-            votes[answers[i]] += weight(rank)
+            votes[answers[i]] += weight(ranks[k][pos] if ranks is not None else pos)
             if formed[i]:
-                first_formed.setdefault(answers[i], rank)
+                first_formed.setdefault(answers[i], pos)
         ranked = sorted(votes, key=lambda a: -votes[a])  # stable: ties keep the first-seen answer
         out.append(next((first_formed[a] for a in ranked if a in first_formed), None))
     return out
 
 
-# verify mode -> (task, inputs, candidates) -> the kept candidate per input; the modes of
-# `generate.verify` other than none (a test holds the two lists equal).
-PICKERS: dict[str, Callable[[str, list[str], list[list[str]]], list[int | None]]] = {
-    "opsin": first_consistent,
-    "well_formed": lambda task, inputs, candidates: first_well_formed(task, candidates),
-    "vote": lambda task, inputs, candidates: molecule_vote(task, candidates),
+Ranks = list[list[int]] | None
+# verify mode -> (task, inputs, candidates, ranks) -> the kept candidate per input; the modes of
+# `generate.verify` other than none (a test holds the two lists equal). Only the vote weighs by
+# rank; the other two take the candidates in their order.
+PICKERS: dict[str, Callable[[str, list[str], list[list[str]], Ranks], list[int | None]]] = {
+    "opsin": lambda task, inputs, candidates, ranks: first_consistent(task, inputs, candidates),
+    "well_formed": lambda task, inputs, candidates, ranks: first_well_formed(task, candidates),
+    "vote": lambda task, inputs, candidates, ranks: molecule_vote(task, candidates, ranks=ranks),
 }
 
 
-def pick(task: str, verify: str, inputs: list[str], candidates: list[list[str]]) -> list[int | None]:
-    """The candidate `verify` keeps for each input (None: none passes; callers keep the top beam)."""
+def pick(task: str, verify: str, inputs: list[str], candidates: list[list[str]],
+         ranks: Ranks = None) -> list[int | None]:
+    """The candidate `verify` keeps for each input (None: none passes; callers keep the top beam).
+    `ranks`: each candidate's beam rank, where candidates come from several spellings of the input."""
     if verify not in PICKERS:
         raise ValueError(f"verify: expected one of {', '.join(PICKERS)}, got {verify!r}")
-    return PICKERS[verify](task, inputs, candidates)
+    return PICKERS[verify](task, inputs, candidates, ranks)

@@ -29,6 +29,14 @@ class DecodeSettings:
     max_new_tokens: int = 128
     batch_size: int = 32
     precision: str = "auto"
+    spellings: int = 1
+
+    def __post_init__(self) -> None:
+        if self.spellings > 1 and not self.verifying:
+            from seqtune.errors import ConfigError
+
+            raise ConfigError(f"spellings: {self.spellings} needs verify (vote, opsin or well_formed) to choose "
+                              "among the spellings' beams")
 
     @property
     def verifying(self) -> bool:
@@ -50,17 +58,13 @@ def decode_rows(model: Any, tokenizer: Any, fmt: PromptFormat, task: str, inputs
     """Decode `inputs` (each with its instruction), verify if asked, score against `refs` when
     given. Returns the summary ({"n", scores...}) and one row per input: input, reference,
     prediction, per-example scores, and (verifying) verified and top_beam."""
-    prompts = [encode_prompt(tokenizer, fmt, x, instr) for x, instr in zip(inputs, instructions, strict=True)]
     s = settings
-    outs = generate(model, tokenizer, prompts, num_beams=s.beams, num_return=s.returned,
-                    max_new_tokens=s.max_new_tokens, batch_size=s.batch_size, precision=s.precision,
-                    progress=progress, text_of=fmt.output_text)
-    tops = [c[0] if c else "" for c in outs]
+    outs, ranks, tops = _candidates(model, tokenizer, fmt, task, inputs, instructions, s, progress)
     preds, verified = tops, None
     if s.verifying:
         from seqtune.chem.verify import pick
 
-        picks = pick(task, s.verify, inputs, outs)
+        picks = pick(task, s.verify, inputs, outs, ranks)
         verified = [pick is not None for pick in picks]
         preds = [c[pick] if pick is not None else top for c, pick, top in zip(outs, picks, tops)]
     summary: dict[str, Any] = {"n": len(inputs)}
@@ -85,3 +89,32 @@ def decode_rows(model: Any, tokenizer: Any, fmt: PromptFormat, task: str, inputs
     if refs is not None:  # scores against references: each with its 95 % interval (seqtune.stats)
         summary[CI_KEY] = {**intervals(summary, rows), **top_cis}
     return summary, rows
+
+
+def _candidates(model: Any, tokenizer: Any, fmt: PromptFormat, task: str, inputs: list[str], instructions: list[str],
+                s: DecodeSettings, progress: bool) -> tuple[list[list[str]], list[list[int]] | None, list[str]]:
+    """Each input's candidates, their beam ranks (None: their positions) and its own top beam. With
+    `spellings` > 1, the beams of every spelling of the input's molecule (chem.tasks.input_spellings),
+    interleaved rank by rank, the input's own spelling first at each rank; all decoded in one pass."""
+    spelled = [[x] for x in inputs]
+    if s.spellings > 1:
+        from seqtune.chem.tasks import input_spellings
+
+        spelled = input_spellings(task, inputs, s.spellings)
+    flat = [(i, x) for i, variants in enumerate(spelled) for x in variants]
+    prompts = [encode_prompt(tokenizer, fmt, x, instructions[i]) for i, x in flat]
+    beams = generate(model, tokenizer, prompts, num_beams=s.beams, num_return=s.returned,
+                     max_new_tokens=s.max_new_tokens, batch_size=s.batch_size, precision=s.precision,
+                     progress=progress, text_of=fmt.output_text)
+    per_input: list[list[list[str]]] = [[] for _ in inputs]
+    for (i, _), out in zip(flat, beams, strict=True):
+        per_input[i].append(out)
+    tops = [spellings[0][0] if spellings[0] else "" for spellings in per_input]
+    if s.spellings == 1:
+        return [spellings[0] for spellings in per_input], None, tops
+    outs, ranks = [], []
+    for spellings in per_input:
+        pairs = [(rank, out[rank]) for rank in range(s.returned) for out in spellings if rank < len(out)]
+        ranks.append([rank for rank, _ in pairs])
+        outs.append([text for _, text in pairs])
+    return outs, ranks, tops
