@@ -90,8 +90,10 @@ def _start() -> tuple[object, object]:
                     "No Java runtime found for OPSIN: run scripts/setup_chem.sh "
                     "(apt-get install -y default-jre-headless) or set JAVA_HOME"
                 ) from exc
-            # A small heap is plenty for OPSIN and keeps one JVM per worker cheap.
-            jpype.startJVM(jvm_path, "-Xmx1g", "-Xss8m", classpath=[jar], convertStrings=False)
+            # A small heap is plenty for OPSIN and keeps one JVM per worker cheap. interrupt=False:
+            # Ctrl-C raises KeyboardInterrupt in Python, so a build's clean-up runs and the CLI exits
+            # 130; with JPype's default the JVM halts the process on the spot, skipping both.
+            jpype.startJVM(jvm_path, "-Xmx1g", "-Xss8m", classpath=[jar], convertStrings=False, interrupt=False)
         try:
             opsin = jpype.JPackage("uk").ac.cam.ch.wwmm.opsin
             nts = opsin.NameToStructure.getInstance()
