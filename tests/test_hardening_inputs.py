@@ -181,18 +181,20 @@ def test_killing_data_chem_leaves_no_worker_alive(tmp_path, sig):
     from seqtune.chem.build import sources
 
     source = tmp_path / "nci.smi"
-    # 4,000 molecules in 2,000 shards: far more than the build can finish between the first shard
-    # and the kill, even when a loaded machine deschedules this test for seconds (40 once raced;
-    # 400, about 6 s of building on a 2-core Intel Xeon, raced twice in loaded CI runs).
-    source.write_text("\n".join(sources.load_nci().smiles[:4000]) + "\n")
+    # 400 molecules in 200 shards: far more than the build can finish between the first shard and
+    # the kill, even when a loaded machine deschedules this test for seconds (40 once raced).
+    source.write_text("\n".join(sources.load_nci().smiles[:400]) + "\n")
     out = tmp_path / "built"
     seqtune = Path(sys.executable).with_name("seqtune")
-    cmd = [str(seqtune), "data", "chem", "--source", str(source), "--n", "4000", "--out", str(out),
+    cmd = [str(seqtune), "data", "chem", "--source", str(source), "--n", "400", "--out", str(out),
            "--workers", "2", "--shard-size", "2", "--no-progress"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     # stderr to a file: a pipe would also be held open by surviving workers.
     with open(tmp_path / "stderr.txt", "w") as err:
-        build = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env, start_new_session=True)
+        # SIGINT's default disposition in the build, as at a terminal: a test run started as a shell's
+        # background job (`cmd &`) inherits SIGINT ignored, and the build would then finish (exit 0).
+        build = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env, start_new_session=True,
+                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     workers: list[int] = []
     try:
         deadline = time.monotonic() + 120
