@@ -77,25 +77,19 @@ def main() -> None:
 
 
 def spelled_votes(args: argparse.Namespace, model, tok, info, rows: list[dict], exact) -> None:
-    from seqtune.chem.tasks import input_spellings
     from seqtune.chem.verify import molecule_vote
+    from seqtune.inference.decode import DecodeSettings, interleave, spelled_beams
 
-    spelled = input_spellings(info.task, [r["input"] for r in rows], args.spellings)
-    flat = [(i, x) for i, variants in enumerate(spelled) for x in variants]
-    prompts = [encode_prompt(tok, info.format, x, info.instruction) for _, x in flat]
-    out = generate(model, tok, prompts, num_beams=args.beams, num_return=args.beams, batch_size=64,
-                   text_of=info.format.output_text)
-    per: list[list[list[str]]] = [[] for _ in rows]
-    for (i, _), beams in zip(flat, out, strict=True):
-        per[i].append(beams)
-    print(f"spellings per input: {sum(map(len, spelled)) / len(rows):.2f} on average (up to {args.spellings})")
+    settings = DecodeSettings(num_beams=args.beams, verify="vote", batch_size=64, spellings=args.spellings)
+    per = spelled_beams(model, tok, info.format, info.task, [r["input"] for r in rows], [info.instruction] * len(rows),
+                        settings)
+    print(f"spellings per input: {sum(map(len, per)) / len(rows):.2f} on average (up to {args.spellings})")
     for s in range(1, args.spellings + 1):
-        for k in sorted({1, 3, 5, args.beams}):
-            pairs = [[(rank, b[rank]) for rank in range(k) for b in variants[:s]] for variants in per]
-            cands = [[text for _, text in p] for p in pairs]
-            ranks = [[rank for rank, _ in p] for p in pairs]
+        for k in sorted(k for k in {1, 3, 5, args.beams} if k <= args.beams):
+            merged = [interleave(variants[:s], k) for variants in per]
+            cands = [texts for texts, _ in merged]
             hit = 100 * sum(r["output"] in c for r, c in zip(rows, cands, strict=True)) / len(rows)
-            voted = exact(molecule_vote(info.task, cands, ranks=ranks), cands)
+            voted = exact(molecule_vote(info.task, cands, ranks=[ranks for _, ranks in merged]), cands)
             print(f"{s} spellings x {k} beams: reference among them {hit:.1f} %, vote {voted:.1f} % exact")
 
 

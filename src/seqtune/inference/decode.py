@@ -94,8 +94,19 @@ def decode_rows(model: Any, tokenizer: Any, fmt: PromptFormat, task: str, inputs
 def _candidates(model: Any, tokenizer: Any, fmt: PromptFormat, task: str, inputs: list[str], instructions: list[str],
                 s: DecodeSettings, progress: bool) -> tuple[list[list[str]], list[list[int]] | None, list[str]]:
     """Each input's candidates, their beam ranks (None: their positions) and its own top beam. With
-    `spellings` > 1, the beams of every spelling of the input's molecule (chem.tasks.input_spellings),
-    interleaved rank by rank, the input's own spelling first at each rank; all decoded in one pass."""
+    `spellings` > 1, the beams of every spelling of the input's molecule, interleaved rank by rank."""
+    per_input = spelled_beams(model, tokenizer, fmt, task, inputs, instructions, s, progress)
+    tops = [spellings[0][0] if spellings[0] else "" for spellings in per_input]
+    if s.spellings == 1:
+        return [spellings[0] for spellings in per_input], None, tops
+    merged = [interleave(spellings, s.returned) for spellings in per_input]
+    return [texts for texts, _ in merged], [ranks for _, ranks in merged], tops
+
+
+def spelled_beams(model: Any, tokenizer: Any, fmt: PromptFormat, task: str, inputs: list[str], instructions: list[str],
+                  s: DecodeSettings, progress: bool = False) -> list[list[list[str]]]:
+    """For each input, the beams of each of its spellings (chem.tasks.input_spellings when
+    `spellings` > 1; the input's own first), all decoded in one pass."""
     spelled = [[x] for x in inputs]
     if s.spellings > 1:
         from seqtune.chem.tasks import input_spellings
@@ -109,12 +120,11 @@ def _candidates(model: Any, tokenizer: Any, fmt: PromptFormat, task: str, inputs
     per_input: list[list[list[str]]] = [[] for _ in inputs]
     for (i, _), out in zip(flat, beams, strict=True):
         per_input[i].append(out)
-    tops = [spellings[0][0] if spellings[0] else "" for spellings in per_input]
-    if s.spellings == 1:
-        return [spellings[0] for spellings in per_input], None, tops
-    outs, ranks = [], []
-    for spellings in per_input:
-        pairs = [(rank, out[rank]) for rank in range(s.returned) for out in spellings if rank < len(out)]
-        ranks.append([rank for rank, _ in pairs])
-        outs.append([text for _, text in pairs])
-    return outs, ranks, tops
+    return per_input
+
+
+def interleave(spellings: list[list[str]], k: int) -> tuple[list[str], list[int]]:
+    """The first `k` beams of each spelling, rank by rank (the input's own spelling first at each
+    rank), and each one's rank: the candidates and ranks that verify chooses among."""
+    pairs = [(rank, out[rank]) for rank in range(k) for out in spellings if rank < len(out)]
+    return [text for _, text in pairs], [rank for rank, _ in pairs]
