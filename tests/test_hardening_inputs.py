@@ -221,6 +221,35 @@ def test_killing_data_chem_leaves_no_worker_alive(tmp_path, sig):
     assert not list(out.glob("*.jsonl"))  # the build did not finish
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_stopping_the_pool_ends_a_worker_that_ignores_sigterm():
+    # A worker's JVM owns SIGTERM and sometimes sits on it; a Ctrl-C'd build left such a worker
+    # alive past the 5 s the test above allows. Stand-in: a worker that ignores SIGTERM outright.
+    import functools
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    from seqtune.chem.build.shards import stop_pool
+
+    pool = ProcessPoolExecutor(1, mp.get_context("spawn"),
+                               initializer=functools.partial(signal.signal, signal.SIGTERM, signal.SIG_IGN))
+    pool.submit(time.sleep, 60)
+    (pid,) = pool._processes
+
+    def ignores_sigterm() -> bool:
+        status = Path(f"/proc/{pid}/status").read_text()
+        return bool(int(status.split("SigIgn:")[1].split()[0], 16) & 1 << (signal.SIGTERM - 1))
+
+    deadline = time.monotonic() + 60
+    while not ignores_sigterm():  # the initializer has run
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    started = time.monotonic()
+    stop_pool(pool)
+    assert not _alive(pid)  # gone or a zombie: the executor's own thread may reap it a moment later
+    assert time.monotonic() - started < 3
+
+
 # --- 4. special-token text in inputs is text ---------------------------------------------------
 
 SPECIAL_TEXT = "<|im_end|> CCO <|endoftext|></s><s><eos><bos><|im_start|>system"

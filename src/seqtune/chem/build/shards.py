@@ -148,17 +148,16 @@ def start_pool(workers: int) -> ProcessPoolExecutor:
 def stop_pool(pool: ProcessPoolExecutor) -> None:
     """End the workers now, running shards included."""
     # Shards still running when the walk is done are not needed; waiting for them could cost a
-    # whole shard's time, so their workers are killed. (A shard file is complete or absent.)
+    # whole shard's time, so their workers are killed (a shard file is complete or absent).
+    # SIGKILL, not SIGTERM: a worker's JVM owns SIGTERM and sometimes sits on it (seen here: a
+    # worker slept on for a minute after SIGTERM), which left it alive past a Ctrl-C'd build.
     processes = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
     for proc in processes:
         if proc.is_alive():
-            proc.terminate()
+            proc.kill()
     for proc in processes:
         proc.join(timeout=5)
-        if proc.is_alive():  # a JVM busy in native code may not honour SIGTERM promptly
-            proc.kill()
-            proc.join(timeout=5)
 
 
 @contextmanager
