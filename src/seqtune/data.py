@@ -329,8 +329,9 @@ def _split_file(pairs: list[Pair], cfg: DataConfig, test_fraction: float) -> tup
     return train, val, test
 
 
-def load_splits(cfg: DataConfig) -> Splits:
-    """Read, dedupe and split the data as the config says."""
+def load_splits(cfg: DataConfig, seen: set[str] | frozenset[str] = frozenset()) -> Splits:
+    """Read, dedupe and split the data as the config says; val and test pairs whose input is in
+    `seen` (what the starting model trained on: seqtune.lineage) are dropped before sampling."""
     stats: dict[str, Any] = {"source": cfg.path}
     given: dict[str, list[Pair]] = {}
     cols = Columns(cfg.input_column, cfg.output_column, cfg.instruction_column or None)
@@ -374,6 +375,10 @@ def load_splits(cfg: DataConfig) -> Splits:
             dropped = d1 + d2 + d3
             stats["leaked_from_train"] = n_train - len(train) - d3
     stats["duplicates_dropped"] = dropped
+    if seen:
+        n_val, n_test = len(val), len(test)
+        val, test = [p for p in val if p.input not in seen], [p for p in test if p.input not in seen]
+        stats["seen_by_start_model"] = {"val": n_val - len(val), "test": n_test - len(test)}
     stats["available"] = {"train": len(train), "val": len(val), "test": len(test)}
     train = _take(train, cfg.train_size, cfg.seed)
     val = _take(val, cfg.val_size, cfg.seed + 1)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import platform
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,11 +31,12 @@ import torch
 
 from seqtune import __version__
 from seqtune.config import RunConfig, config_to_dict, save_config
-from seqtune.data import Pair, Splits, load_splits, save_splits
+from seqtune.data import Pair, Splits, save_splits
 from seqtune.errors import ConfigError, DataError, SeqtuneError
 from seqtune.export import finish_model_folder
 from seqtune.inference.decode import DecodeSettings, decode_rows
 from seqtune.io import atomic_write_json, atomic_write_jsonl, run_folder_lock, write_error
+from seqtune.lineage import run_splits, seen_note
 from seqtune.metrics import score, selection_metric
 from seqtune.modeling import ModelInfo, count_params, load_model, save_model
 from seqtune.output_vocab import restrict_output, task_vocabulary
@@ -194,7 +196,7 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     """Run everything into cfg.out_dir; returns the contents of metrics.json."""
     # Everything that can fail on bad input (data, format, model) happens before the
     # first file is written, so a bad run leaves no half-made run folder behind.
-    splits = load_splits(cfg.data)
+    splits = run_splits(cfg)
     fmt = get_format(cfg.model.format, cfg.model.input_split, cfg.model.output_split)
     require_instruction_slot(fmt, splits.stats.get("instructions"))
     from accelerate import PartialState
@@ -204,6 +206,8 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     dist = PartialState(cpu=not torch.cuda.is_available())
     if not dist.is_main_process:
         return _run(cfg, splits, fmt, dist)
+    if seen_note(splits):
+        print(f"seqtune: {seen_note(splits)}", file=sys.stderr)
     # Before the model loads: a folder that cannot be written, or that another run is using,
     # stops the run at once rather than after minutes of loading (or, worse, mixes two runs).
     with run_folder_lock(Path(cfg.out_dir)):

@@ -11,7 +11,7 @@ import torch
 
 from seqtune import runtime
 from seqtune.config import RunConfig
-from seqtune.data import load_splits
+from seqtune.lineage import run_splits, seen_note
 from seqtune.modeling import count_params, load_model
 from seqtune.prompts import get_format, require_instruction_slot
 
@@ -51,10 +51,12 @@ def preflight(cfg: RunConfig, time_steps: bool = True) -> str:
 
     t0 = time.perf_counter()
     lines = ["config: ok"]
-    splits = load_splits(cfg.data)
+    splits = run_splits(cfg)
     st = splits.stats
     lines.append(f"data: {st['rows_read']} rows read from {cfg.data.path}; {st['duplicates_dropped']} duplicates dropped; "
                  f"train/val/test = {len(splits.train)}/{len(splits.val)}/{len(splits.test)}")
+    if seen_note(splits):
+        lines.append(seen_note(splits))
     fmt = get_format(cfg.model.format, cfg.model.input_split, cfg.model.output_split)
     require_instruction_slot(fmt, splits.stats.get("instructions"))
     model, tok = load_model(cfg.model)
