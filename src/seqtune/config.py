@@ -205,6 +205,10 @@ class GenerateConfig:
     # other random SMILES of its molecule (seeded by the input; never the canonical SMILES), and let
     # verify choose among all their beams (vote pools them, each weighing 1/rank within its spelling).
     spellings: int = 1
+    # Noisy-channel reranking: a seqtune model folder trained on the reverse task (this task's
+    # outputs -> its inputs, e.g. the SMILES -> IUPAC model for iupac2smiles). Each beam is scored
+    # log P(beam | input) + log P(input | beam) under that model, best first, before verify picks.
+    rerank_model: str = ""
 
 
 @dataclass
@@ -281,6 +285,10 @@ def _check_ranges(cfg: RunConfig) -> None:
     if g.candidates > g.num_beams and g.candidates > 1:
         raise KeyedConfigError("generate.candidates", f"generate.candidates: {g.candidates} needs "
                                f"generate.num_beams >= that number (got {g.num_beams})")
+    if g.rerank_model:
+        if max(g.num_beams, g.candidates) < 2:
+            raise KeyedConfigError("generate.rerank_model", "generate.rerank_model: needs beams to rerank "
+                                   "(generate.num_beams of 2 or more)")
     if g.spellings > 1:
         from seqtune.chem import INPUT_KINDS
 

@@ -38,7 +38,7 @@ from seqtune.inference.decode import DecodeSettings, decode_rows
 from seqtune.io import atomic_write_json, atomic_write_jsonl, run_folder_lock, write_error
 from seqtune.lineage import run_splits, seen_note
 from seqtune.metrics import score, selection_metric
-from seqtune.modeling import ModelInfo, count_params, load_model, save_model
+from seqtune.modeling import ModelInfo, count_params, load_model, read_model_info, save_model
 from seqtune.output_vocab import restrict_output, task_vocabulary
 from seqtune.prompts import PromptFormat, encode_example, eos_id, get_format, require_instruction_slot
 from seqtune.rundir import RunDir
@@ -106,7 +106,7 @@ def predict_pairs(model: Any, tokenizer: Any, fmt: PromptFormat, instruction: st
     `seqtune predict` takes too: inference.decode)."""
     g = cfg.generate
     settings = DecodeSettings(g.num_beams, g.candidates, g.verify, g.max_new_tokens, g.batch_size, cfg.train.precision,
-                              g.spellings)
+                              g.spellings, g.rerank_model)
     return decode_rows(model, tokenizer, fmt, task, [p.input for p in pairs],
                        [p.instruction or instruction for p in pairs], [p.output for p in pairs], settings, progress)
 
@@ -197,6 +197,11 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     # Everything that can fail on bad input (data, format, model) happens before the
     # first file is written, so a bad run leaves no half-made run folder behind.
     splits = run_splits(cfg)
+    if cfg.generate.rerank_model:  # before training, not after it
+        try:
+            read_model_info(Path(cfg.generate.rerank_model))
+        except SeqtuneError as err:
+            raise ConfigError(f"generate.rerank_model: {err}") from None
     fmt = get_format(cfg.model.format, cfg.model.input_split, cfg.model.output_split)
     require_instruction_slot(fmt, splits.stats.get("instructions"))
     from accelerate import PartialState

@@ -30,17 +30,24 @@ class DecodeSettings:
     batch_size: int = 32
     precision: str = "auto"
     spellings: int = 1
+    rerank_model: str = ""
 
     def __post_init__(self) -> None:
-        if self.spellings > 1 and not self.verifying:
-            from seqtune.errors import ConfigError
+        from seqtune.errors import ConfigError
 
+        if self.spellings > 1 and not self.verifying:
             raise ConfigError(f"spellings: {self.spellings} needs verify (vote, opsin or well_formed) to choose "
                               "among the spellings' beams")
+        if self.reranking and self.beams < 2:
+            raise ConfigError("rerank_model: needs beams to rerank (num_beams or candidates of 2 or more)")
 
     @property
     def verifying(self) -> bool:
         return self.verify != "none"
+
+    @property
+    def reranking(self) -> bool:
+        return bool(self.rerank_model)
 
     @property
     def beams(self) -> int:
@@ -48,8 +55,8 @@ class DecodeSettings:
 
     @property
     def returned(self) -> int:
-        """Beams kept per input: all of them when verifying (each is a candidate), else the best."""
-        return self.beams if self.verifying else 1
+        """Beams kept per input: all of them when verifying or reranking (each is a candidate), else the best."""
+        return self.beams if self.verifying or self.reranking else 1
 
 
 def decode_rows(model: Any, tokenizer: Any, fmt: PromptFormat, task: str, inputs: list[str],
@@ -57,34 +64,42 @@ def decode_rows(model: Any, tokenizer: Any, fmt: PromptFormat, task: str, inputs
                 progress: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Decode `inputs` (each with its instruction), verify if asked, score against `refs` when
     given. Returns the summary ({"n", scores...}) and one row per input: input, reference,
-    prediction, per-example scores, and (verifying) verified and top_beam."""
+    prediction, per-example scores, and (verifying or reranking) verified and top_beam. Reranking
+    (`rerank_model`: inference.rerank) orders each input's candidates before verify picks."""
     s = settings
     outs, ranks, tops = _candidates(model, tokenizer, fmt, task, inputs, instructions, s, progress)
     preds, verified = tops, None
+    if s.reranking:
+        from seqtune.inference.rerank import channel_rerank
+
+        outs = channel_rerank(model, tokenizer, fmt, inputs, instructions, outs, s.rerank_model, s.batch_size,
+                              s.precision)
+        ranks, preds = None, [c[0] if c else top for c, top in zip(outs, tops)]
     if s.verifying:
         from seqtune.chem.verify import pick
 
         picks = pick(task, s.verify, inputs, outs, ranks)
         verified = [pick is not None for pick in picks]
-        preds = [c[pick] if pick is not None else top for c, pick, top in zip(outs, picks, tops)]
+        preds = [c[pick] if pick is not None else pred for c, pick, pred in zip(outs, picks, preds)]
+    chosen = s.verifying or s.reranking  # the prediction may differ from the top beam
     summary: dict[str, Any] = {"n": len(inputs)}
     per: list[dict[str, Any]] = [{} for _ in inputs]
     if refs is not None:
         scores, per = score(task, inputs, preds, refs)
         summary.update(scores)
     top_cis: dict[str, list[float]] = {}
+    if chosen and refs is not None:
+        top_scores, top_per = score(task, inputs, tops, refs)
+        summary.update({f"top_beam_{k}": v for k, v in top_scores.items() if k != "n"})
+        top_cis = {f"top_beam_{k}": ci for k, ci in intervals(top_scores, top_per).items()}
     if verified is not None:
-        if refs is not None:
-            top_scores, top_per = score(task, inputs, tops, refs)
-            summary.update({f"top_beam_{k}": v for k, v in top_scores.items() if k != "n"})
-            top_cis = {f"top_beam_{k}": ci for k, ci in intervals(top_scores, top_per).items()}
         summary["verified_pct"] = 100.0 * sum(verified) / max(len(verified), 1)
     rows = []
     for i, (x, p) in enumerate(zip(inputs, preds)):
         row: dict[str, Any] = {"input": x, **({"reference": refs[i]} if refs is not None else {}), "prediction": p,
                                **per[i]}
-        if verified is not None:
-            row.update(verified=verified[i], top_beam=tops[i])
+        if chosen:
+            row.update(**({"verified": verified[i]} if verified is not None else {}), top_beam=tops[i])
         rows.append(row)
     if refs is not None:  # scores against references: each with its 95 % interval (seqtune.stats)
         summary[CI_KEY] = {**intervals(summary, rows), **top_cis}

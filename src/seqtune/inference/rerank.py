@@ -1,0 +1,78 @@
+"""Noisy-channel reranking (Yee et al., 2019, "Simple and Effective Noisy Channel Modeling for
+Neural Machine Translation"): each candidate y of an input x is scored log P(y | x) under the
+model plus log P(x | y) under a model of the reverse task, best first. A beam that the forward
+model likes but that does not explain the input (a plausible SMILES of another molecule) drops.
+
+On names -> SMILES (iupac2smiles), reranking 10 beams with the SMILES -> IUPAC model raised exact
+match from 33 to 46 % on 100 validation molecules and from 33.5 to 41.6 % on 209 test molecules
+(docs/results/learning_efficiency). Written here: transformers' generate scores beams under one
+model only, and no well-kept library rescores them under a second one."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import torch
+
+from seqtune.prompts import PromptFormat, encode_example
+from seqtune.runtime import autocast_dtype
+
+
+@torch.inference_mode()
+def completion_logprobs(model: Any, tokenizer: Any, fmt: PromptFormat, pairs: list[tuple[str, str, str]],
+                        batch_size: int = 32, precision: str = "auto") -> list[float]:
+    """log P(output | prompt) of each (input, output, instruction), summed over the output's tokens
+    and its EOS: the tokens training scores (prompts.encode_example), teacher-forced in batches."""
+    device = next(model.parameters()).device
+    amp = autocast_dtype(precision, device)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    encoded = [encode_example(tokenizer, fmt, x, y, instruction) for x, y, instruction in pairs]
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))
+    out = [0.0] * len(encoded)
+    was_training = model.training
+    model.eval()
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        width = max(len(encoded[i][0]) for i in idx)
+        rows = [(encoded[i][0], encoded[i][1], width - len(encoded[i][0])) for i in idx]
+        ids = torch.tensor([x + [pad] * n for x, _, n in rows], device=device)
+        att = torch.tensor([[1] * len(x) + [0] * n for x, _, n in rows], device=device)
+        scored = torch.tensor([m + [False] * n for _, m, n in rows], device=device)
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            logits = model(input_ids=ids, attention_mask=att).logits
+        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
+        totals = (logp * scored[:, 1:]).sum(dim=-1)
+        for j, i in enumerate(idx):
+            out[i] = float(totals[j])
+    if was_training:
+        model.train()
+    return out
+
+
+@lru_cache(maxsize=2)
+def _reverse(folder: str, device: str) -> tuple[Any, Any, Any]:
+    from seqtune.modeling import load_finetuned
+
+    model, tok, info = load_finetuned(folder)
+    return model.to(device), tok, info
+
+
+def channel_rerank(model: Any, tokenizer: Any, fmt: PromptFormat, inputs: list[str], instructions: list[str],
+                   candidates: list[list[str]], reverse_model: str, batch_size: int = 32,
+                   precision: str = "auto") -> list[list[str]]:
+    """Each input's distinct candidates, best first by log P(y | x) + log P(x | y), the second under
+    `reverse_model` (a seqtune model folder trained on outputs -> inputs; its own prompt format)."""
+    device = next(model.parameters()).device
+    rev_model, rev_tok, rev_info = _reverse(reverse_model, str(device))
+    unique = [list(dict.fromkeys(cands)) for cands in candidates]
+    flat = [(i, y) for i, cands in enumerate(unique) for y in cands]
+    forward = completion_logprobs(model, tokenizer, fmt, [(inputs[i], y, instructions[i]) for i, y in flat],
+                                  batch_size, precision)
+    backward = completion_logprobs(rev_model, rev_tok, rev_info.format,
+                                   [(y, inputs[i], rev_info.instruction) for i, y in flat], batch_size, precision)
+    scores: list[dict[str, float]] = [{} for _ in inputs]
+    for (i, y), f, b in zip(flat, forward, backward, strict=True):
+        scores[i][y] = f + b
+    # sorted() is stable: ties keep the beams' order
+    return [sorted(cands, key=lambda y, s=scores[i]: -s[y]) for i, cands in enumerate(unique)]
