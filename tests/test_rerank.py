@@ -22,8 +22,9 @@ def _tiny(folder):
     return AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
 
 
-def test_completion_logprobs_are_each_outputs_log_likelihood_whatever_the_batch(tiny_gpt2_dir):
-    model, tok = _tiny(tiny_gpt2_dir)
+@pytest.mark.parametrize("family", ["gpt2", "llama"])  # learnt absolute positions; rotary ones
+def test_completion_logprobs_are_each_outputs_log_likelihood_whatever_the_batch(family, request):
+    model, tok = _tiny(request.getfixturevalue(f"tiny_{family}_dir"))
     fmt = get_format("instruct")
     pairs = [("CCO", "ethanol", "Name it."), ("c1ccccc1", "benzene", "Name it."), ("C", "methane and more", "Say.")]
     batched = rerank.completion_logprobs(model, tok, fmt, pairs, batch_size=3, precision="fp32")

@@ -35,14 +35,19 @@ def completion_logprobs(model: Any, tokenizer: Any, fmt: PromptFormat, pairs: li
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         width = max(len(encoded[i][0]) for i in idx)
+        # Left padding puts every output at the end of its row, so the head (a vocabulary-wide
+        # matmul and softmax per position) runs only over the last `keep` positions.
+        keep = max(sum(encoded[i][1]) for i in idx) + 1
         rows = [(encoded[i][0], encoded[i][1], width - len(encoded[i][0])) for i in idx]
-        ids = torch.tensor([x + [pad] * n for x, _, n in rows], device=device)
-        att = torch.tensor([[1] * len(x) + [0] * n for x, _, n in rows], device=device)
-        scored = torch.tensor([m + [False] * n for _, m, n in rows], device=device)
+        ids = torch.tensor([[pad] * n + x for x, _, n in rows], device=device)
+        att = torch.tensor([[0] * n + [1] * len(x) for x, _, n in rows], device=device)
+        scored = torch.tensor([[False] * n + m for _, m, n in rows], device=device)[:, width - keep + 1:]
+        positions = (att.cumsum(-1) - 1).clamp(min=0)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            logits = model(input_ids=ids, attention_mask=att).logits
-        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
-        totals = (logp * scored[:, 1:]).sum(dim=-1)
+            logits = model(input_ids=ids, attention_mask=att, position_ids=positions, logits_to_keep=keep).logits
+        targets = ids[:, width - keep + 1:]
+        nll = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets, reduction="none")
+        totals = -(nll * scored).sum(dim=-1)
         for j, i in enumerate(idx):
             out[i] = float(totals[j])
     if was_training:
