@@ -18,7 +18,7 @@ import argparse
 from seqtune.chem import CHEM_TASKS
 from seqtune.inference.decode import DecodeSettings, spelled_beams
 from seqtune.inference.predict import read_inputs
-from seqtune.inference.rerank import completion_logprobs
+from seqtune.inference.rerank import channel_scores, load_reverse
 from seqtune.modeling import load_finetuned
 
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)
@@ -32,18 +32,13 @@ def main() -> None:
     ap.add_argument("--beams", type=int, default=10)
     args = ap.parse_args()
     model, tok, info = load_finetuned(args.model)
-    rev_model, rev_tok, rev_info = load_finetuned(args.reverse)
     inputs, refs = read_inputs(args.holdout, "input", "output")
     s = DecodeSettings(num_beams=args.beams, candidates=args.beams, verify="well_formed", batch_size=32)
-    beams = [list(dict.fromkeys(b[0])) for b in spelled_beams(model, tok, info.format, info.task, inputs,
-                                                               [info.instruction] * len(inputs), s)]
-    flat = [(i, y) for i, cands in enumerate(beams) for y in cands]
-    fwd = completion_logprobs(model, tok, info.format, [(inputs[i], y, info.instruction) for i, y in flat])
-    rev = completion_logprobs(rev_model, rev_tok, rev_info.format, [(y, inputs[i], rev_info.instruction)
-                                                                    for i, y in flat])
-    scores: list[dict[str, tuple[float, float]]] = [{} for _ in inputs]
-    for (i, y), f, r in zip(flat, fwd, rev, strict=True):
-        scores[i][y] = (f, r)
+    instructions = [info.instruction] * len(inputs)
+    decoded = [b[0] for b in spelled_beams(model, tok, info.format, info.task, inputs, instructions, s)]
+    scores = channel_scores(model, tok, info.format, inputs, instructions, decoded,
+                            load_reverse(args.reverse, str(model.device)))
+    beams = [list(per) for per in scores]
     formed = None
     if info.task in CHEM_TASKS:
         from seqtune.chem.tasks import get_task

@@ -105,3 +105,13 @@ def test_a_chained_run_scores_only_what_its_starting_model_never_saw(tmp_path, t
     scores = evaluate_model(str(second / "model"), [str(tmp_path / "mixed.jsonl")], str(tmp_path / "eval"))
     assert scores["mixed"]["seen_in_training"] == 3  # two from the first run, one from its own training
     assert json.loads((tmp_path / "eval" / "mixed.json").read_text())["seen_in_training"] == 3
+
+
+def test_a_chained_run_without_a_test_split_is_no_error(tmp_path):
+    parent = _fake_run(tmp_path / "parent", [("CC", "ethane")], started_from="smollm2-135m")
+    data = tmp_path / "d"
+    _jsonl(data / "train.jsonl", [(f"train name {i}", f"C{i}") for i in range(6)])
+    _jsonl(data / "val.jsonl", [("ethane", "CC"), ("propane", "CCC")])
+    splits = run_splits(_cfg(data, parent, tmp_path / "out"))
+    assert splits.test == [] and [p.input for p in splits.val] == ["propane"]
+    assert splits.stats["seen_by_start_model"] == {"models": [str(parent)], "val": 1, "test": 0}

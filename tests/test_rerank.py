@@ -37,16 +37,15 @@ def test_completion_logprobs_are_each_outputs_log_likelihood_whatever_the_batch(
         assert got < 0
 
 
-def test_rerank_orders_the_distinct_candidates_by_both_directions(tiny_gpt2_dir, monkeypatch):
+def test_rerank_orders_the_distinct_candidates_by_both_directions(tiny_gpt2_dir):
     from tiny import make_model
 
     model, tok = _tiny(tiny_gpt2_dir)
     reverse = make_model("gpt2", len(tok), seed=7)  # another model: the reverse direction's scores differ
     fmt = get_format("plain")
-    monkeypatch.setattr(rerank, "_reverse", lambda folder, device: (reverse, tok, SimpleNamespace(format=fmt,
-                                                                                                  instruction="")))
     candidates = [["ethanol", "methanol", "ethanol", "propanol"], ["benzene"]]
-    ranked = rerank.channel_rerank(model, tok, fmt, ["CCO", "c1ccccc1"], ["", ""], candidates, "reverse", 2, "fp32")
+    triple = (reverse, tok, SimpleNamespace(format=fmt, instruction=""))
+    ranked = rerank.channel_rerank(model, tok, fmt, ["CCO", "c1ccccc1"], ["", ""], candidates, triple, 2, "fp32")
     distinct = ["ethanol", "methanol", "propanol"]
     forward = rerank.completion_logprobs(model, tok, fmt, [("CCO", y, "") for y in distinct], precision="fp32")
     backward = rerank.completion_logprobs(reverse, tok, fmt, [(y, "CCO", "") for y in distinct], precision="fp32")
@@ -92,3 +91,16 @@ def test_run_and_predict_rerank_alike(tmp_path, tiny_gpt2_dir, capsys):
     assert main(["predict", "--model", str(run.model), "--input", str(run.split("test")), "--output", str(out),
                  "--beams", "3", "--rerank-model", str(first.model)]) == 0
     assert [{k: v for k, v in row.items() if k != "output"} for row in _jsonl(out)] == from_run
+
+
+def test_a_wrong_rerank_folder_fails_before_any_decoding(tmp_path, tiny_gpt2_dir, monkeypatch):
+    import seqtune.inference.decode as decode
+    from seqtune.errors import ModelError
+
+    model, tok = _tiny(tiny_gpt2_dir)
+    decoded = []
+    monkeypatch.setattr(decode, "generate", lambda *a, **kw: decoded.append(a) or [])
+    with pytest.raises(ModelError, match="nope: model folder does not exist"):
+        decode.decode_rows(model, tok, get_format("plain"), "t", ["CCO"], [""], None,
+                           DecodeSettings(num_beams=2, rerank_model=str(tmp_path / "nope")))
+    assert decoded == []

@@ -62,7 +62,7 @@ def run_splits(cfg: RunConfig) -> Splits:
     splits = load_splits(cfg.data, seen)
     if models:
         splits.stats["seen_by_start_model"] = {"models": models, **splits.stats.get("seen_by_start_model", {})}
-    if "seen_by_start_model" in splits.stats and not splits.test:
+    if splits.stats.get("seen_by_start_model", {}).get("test") and not splits.test:
         raise DataError(f"{cfg.model.name}: every test pair is one the starting model (or one it started from) "
                         "trained on; nothing held out is left to score")
     return splits

@@ -211,8 +211,8 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     dist = PartialState(cpu=not torch.cuda.is_available())
     if not dist.is_main_process:
         return _run(cfg, splits, fmt, dist)
-    if seen_note(splits):
-        print(f"seqtune: {seen_note(splits)}", file=sys.stderr)
+    if note := seen_note(splits):
+        print(f"seqtune: {note}", file=sys.stderr)
     # Before the model loads: a folder that cannot be written, or that another run is using,
     # stops the run at once rather than after minutes of loading (or, worse, mixes two runs).
     with run_folder_lock(Path(cfg.out_dir)):

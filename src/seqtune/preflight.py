@@ -55,8 +55,8 @@ def preflight(cfg: RunConfig, time_steps: bool = True) -> str:
     st = splits.stats
     lines.append(f"data: {st['rows_read']} rows read from {cfg.data.path}; {st['duplicates_dropped']} duplicates dropped; "
                  f"train/val/test = {len(splits.train)}/{len(splits.val)}/{len(splits.test)}")
-    if seen_note(splits):
-        lines.append(seen_note(splits))
+    if note := seen_note(splits):
+        lines.append(note)
     fmt = get_format(cfg.model.format, cfg.model.input_split, cfg.model.output_split)
     require_instruction_slot(fmt, splits.stats.get("instructions"))
     model, tok = load_model(cfg.model)

@@ -67,13 +67,15 @@ def decode_rows(model: Any, tokenizer: Any, fmt: PromptFormat, task: str, inputs
     prediction, per-example scores, and (verifying or reranking) verified and top_beam. Reranking
     (`rerank_model`: inference.rerank) orders each input's candidates before verify picks."""
     s = settings
+    reverse = None
+    if s.reranking:  # loaded first: a wrong folder fails before minutes of decoding, not after
+        from seqtune.inference.rerank import channel_rerank, load_reverse
+
+        reverse = load_reverse(s.rerank_model, str(next(model.parameters()).device))
     outs, ranks, tops = _candidates(model, tokenizer, fmt, task, inputs, instructions, s, progress)
     preds, verified = tops, None
-    if s.reranking:
-        from seqtune.inference.rerank import channel_rerank
-
-        outs = channel_rerank(model, tokenizer, fmt, inputs, instructions, outs, s.rerank_model, s.batch_size,
-                              s.precision)
+    if reverse is not None:
+        outs = channel_rerank(model, tokenizer, fmt, inputs, instructions, outs, reverse, s.batch_size, s.precision)
         ranks, preds = None, [c[0] if c else top for c, top in zip(outs, tops)]
     if s.verifying:
         from seqtune.chem.verify import pick

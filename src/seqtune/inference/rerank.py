@@ -3,9 +3,9 @@ Neural Machine Translation"): each candidate y of an input x is scored log P(y |
 model plus log P(x | y) under a model of the reverse task, best first. A beam that the forward
 model likes but that does not explain the input (a plausible SMILES of another molecule) drops.
 
-On names -> SMILES (iupac2smiles), reranking 10 beams with the SMILES -> IUPAC model raised exact
-match from 33 to 46 % on 100 validation molecules and from 33.5 to 41.6 % on 209 test molecules
-(docs/results/learning_efficiency). Written here: transformers' generate scores beams under one
+On names -> SMILES (iupac2smiles), reranking 10 beams with the SMILES -> IUPAC model (then the
+first canonical SMILES) raised exact match from 33 to 45 % on 100 validation molecules and from
+33.0 to 41.1 % on 209 test molecules (docs/results/learning_efficiency). Written here: transformers' generate scores beams under one
 model only, and no well-kept library rescores them under a second one."""
 
 from __future__ import annotations
@@ -56,28 +56,36 @@ def completion_logprobs(model: Any, tokenizer: Any, fmt: PromptFormat, pairs: li
 
 
 @lru_cache(maxsize=2)
-def _reverse(folder: str, device: str) -> tuple[Any, Any, Any]:
+def load_reverse(folder: str, device: str) -> tuple[Any, Any, Any]:
+    """(model, tokenizer, ModelInfo) of a reverse-task model folder, on `device`; kept for the next call."""
     from seqtune.modeling import load_finetuned
 
     model, tok, info = load_finetuned(folder)
     return model.to(device), tok, info
 
 
-def channel_rerank(model: Any, tokenizer: Any, fmt: PromptFormat, inputs: list[str], instructions: list[str],
-                   candidates: list[list[str]], reverse_model: str, batch_size: int = 32,
-                   precision: str = "auto") -> list[list[str]]:
-    """Each input's distinct candidates, best first by log P(y | x) + log P(x | y), the second under
-    `reverse_model` (a seqtune model folder trained on outputs -> inputs; its own prompt format)."""
-    device = next(model.parameters()).device
-    rev_model, rev_tok, rev_info = _reverse(reverse_model, str(device))
+def channel_scores(model: Any, tokenizer: Any, fmt: PromptFormat, inputs: list[str], instructions: list[str],
+                   candidates: list[list[str]], reverse: tuple[Any, Any, Any], batch_size: int = 32,
+                   precision: str = "auto") -> list[dict[str, tuple[float, float]]]:
+    """For each input x, its distinct candidates y (in their order) with (log P(y | x), log P(x | y)),
+    the second under `reverse` (load_reverse: a model of outputs -> inputs, in its own prompt format)."""
+    rev_model, rev_tok, rev_info = reverse
     unique = [list(dict.fromkeys(cands)) for cands in candidates]
     flat = [(i, y) for i, cands in enumerate(unique) for y in cands]
     forward = completion_logprobs(model, tokenizer, fmt, [(inputs[i], y, instructions[i]) for i, y in flat],
                                   batch_size, precision)
     backward = completion_logprobs(rev_model, rev_tok, rev_info.format,
                                    [(y, inputs[i], rev_info.instruction) for i, y in flat], batch_size, precision)
-    scores: list[dict[str, float]] = [{} for _ in inputs]
+    scores: list[dict[str, tuple[float, float]]] = [{} for _ in inputs]
     for (i, y), f, b in zip(flat, forward, backward, strict=True):
-        scores[i][y] = f + b
+        scores[i][y] = (f, b)
+    return scores
+
+
+def channel_rerank(model: Any, tokenizer: Any, fmt: PromptFormat, inputs: list[str], instructions: list[str],
+                   candidates: list[list[str]], reverse: tuple[Any, Any, Any], batch_size: int = 32,
+                   precision: str = "auto") -> list[list[str]]:
+    """Each input's distinct candidates, best first by log P(y | x) + log P(x | y) (channel_scores)."""
+    scores = channel_scores(model, tokenizer, fmt, inputs, instructions, candidates, reverse, batch_size, precision)
     # sorted() is stable: ties keep the beams' order
-    return [sorted(cands, key=lambda y, s=scores[i]: -s[y]) for i, cands in enumerate(unique)]
+    return [sorted(per, key=lambda y, per=per: -sum(per[y])) for per in scores]
