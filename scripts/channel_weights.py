@@ -1,27 +1,67 @@
-"""How much the reverse model should weigh in noisy-channel reranking (generate.rerank_model).
+"""How to pick among beams with noisy-channel scores (generate.rerank_model), and what else was tried.
 
     .venv/bin/python scripts/channel_weights.py --model runs/tasks/iupac2smiles/model \
-        --reverse runs/smiles2iupac_cpu/model --holdout runs/tasks/iupac2smiles/heldout/val.jsonl [--beams 10]
+        --reverse runs/smiles2iupac_cpu/model --holdout runs/tasks/iupac2smiles/heldout/val.jsonl \
+        [--beams 10] [--scores runs/X/val_scores.jsonl]
 
 Decodes --beams beams per input (the decode path's own beams), scores every distinct beam y of
 input x by log P(y | x) under --model and log P(x | y) under --reverse (inference.rerank, the
 scores the reranker adds), and prints exact match % for the top beam, for log P(y | x) + w log P(x | y)
-at several weights w (w = 1 is what generate.rerank_model does), and for the reverse score alone,
-each over all beams and, for a chemistry task, over the well-formed ones only (what
-`verify: well_formed` after the reranker keeps). Choose w on validation, read the test once.
+at several weights w (w = 1 is what generate.rerank_model does), for the reverse score alone, and
+for two variants of the product: the forward score normalised by length (log P(y | x) per
+character times the beams' mean length), and, for a chemistry task, pooled by molecule (the
+forward probabilities of a molecule's spellings summed, its best reverse score). Each is over all
+beams and, for a chemistry task, over the well-formed ones only (what `verify: well_formed` after
+the reranker keeps). --scores keeps the scored beams (JSONL) and reads them back on the next
+call instead of decoding again. Choose on validation, read the test once.
 """
 
 from __future__ import annotations
 
 import argparse
-
-from seqtune.chem import CHEM_TASKS
-from seqtune.inference.decode import DecodeSettings, spelled_beams
-from seqtune.inference.predict import read_inputs
-from seqtune.inference.rerank import channel_scores, load_reverse
-from seqtune.modeling import load_finetuned
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
 
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)
+Scores = dict[str, tuple[float, float]]
+
+
+def scored_beams(args: argparse.Namespace) -> tuple[str, list[str], list[Scores]]:
+    """(task, references, each input's distinct beams in order with their (forward, reverse) scores)."""
+    from seqtune.inference.decode import DecodeSettings, spelled_beams
+    from seqtune.inference.predict import read_inputs
+    from seqtune.inference.rerank import channel_scores, load_reverse
+    from seqtune.modeling import load_finetuned
+
+    model, tok, info = load_finetuned(args.model)
+    inputs, refs = read_inputs(args.holdout, "input", "output")
+    s = DecodeSettings(num_beams=args.beams, candidates=args.beams, verify="well_formed", batch_size=32)
+    instructions = [info.instruction] * len(inputs)
+    decoded = [b[0] for b in spelled_beams(model, tok, info.format, info.task, inputs, instructions, s)]
+    scores = channel_scores(model, tok, info.format, inputs, instructions, decoded,
+                            load_reverse(args.reverse, str(model.device)))
+    return info.task, refs, scores
+
+
+def pooled(task: str) -> Callable[[list[str], Scores], dict[str, float]]:
+    """Each beam's score as its molecule's: the forward probabilities of the molecule's spellings
+    among the beams summed, plus the best reverse score of any of them."""
+    from seqtune.chem.tasks import get_task
+
+    def score(beams: list[str], per: Scores) -> dict[str, float]:
+        answers = get_task(task).answers(beams)
+        forward: dict[str | None, list[float]] = {}
+        reverse: dict[str | None, float] = {}
+        for y, a in zip(beams, answers, strict=True):
+            key = a if a is not None else y
+            forward.setdefault(key, []).append(per[y][0])
+            reverse[key] = max(reverse.get(key, -math.inf), per[y][1])
+        total = {k: math.log(sum(math.exp(f - max(v)) for f in v)) + max(v) + reverse[k] for k, v in forward.items()}
+        return {y: total[a if a is not None else y] for y, a in zip(beams, answers, strict=True)}
+
+    return score
 
 
 def main() -> None:
@@ -30,33 +70,51 @@ def main() -> None:
     ap.add_argument("--reverse", required=True, help="model folder of the reverse task")
     ap.add_argument("--holdout", required=True, help="JSONL with input and output")
     ap.add_argument("--beams", type=int, default=10)
+    ap.add_argument("--scores", type=Path, help="JSONL of the scored beams: written once, read back after")
     args = ap.parse_args()
-    model, tok, info = load_finetuned(args.model)
-    inputs, refs = read_inputs(args.holdout, "input", "output")
-    s = DecodeSettings(num_beams=args.beams, candidates=args.beams, verify="well_formed", batch_size=32)
-    instructions = [info.instruction] * len(inputs)
-    decoded = [b[0] for b in spelled_beams(model, tok, info.format, info.task, inputs, instructions, s)]
-    scores = channel_scores(model, tok, info.format, inputs, instructions, decoded,
-                            load_reverse(args.reverse, str(model.device)))
+    if args.scores and args.scores.exists():
+        saved = [json.loads(line) for line in args.scores.read_text(encoding="utf-8").splitlines()]
+        task, refs = saved[0]["task"], [r["reference"] for r in saved]
+        scores = [{y: (f, b) for y, f, b in r["beams"]} for r in saved]
+    else:
+        task, refs, scores = scored_beams(args)
+        if args.scores:
+            args.scores.write_text("".join(json.dumps({"task": task, "reference": r, "beams": [[y, *s[y]] for y in s]}) + "\n"
+                                           for r, s in zip(refs, scores, strict=True)), encoding="utf-8")
+    from seqtune.chem import CHEM_TASKS
+
     beams = [list(per) for per in scores]
     formed = None
-    if info.task in CHEM_TASKS:
+    if task in CHEM_TASKS:
         from seqtune.chem.tasks import get_task
 
-        formed = [dict(zip(b, get_task(info.task).well_formed(b), strict=True)) for b in beams]
-    n = len(inputs)
-    print(f"{args.holdout}: {n} inputs, {args.beams} beams; reference among them for "
+        formed = [dict(zip(b, get_task(task).well_formed(b), strict=True)) for b in beams]
+    n = len(refs)
+    print(f"{n} inputs, {max(map(len, beams))} distinct beams at most; reference among them for "
           f"{100 * sum(r in b for r, b in zip(refs, beams)) / n:.1f} %")
     print(f"top beam: {100 * sum(b[0] == r for b, r in zip(beams, refs) if b) / n:.1f} %")
-    rules = [(f"w = {w:g}", lambda f, r, w=w: f + w * r) for w in WEIGHTS] + [("reverse alone", lambda f, r: r)]
-    for name, key in rules:
+
+    def per_beam(key: Callable[[float, float], float]) -> Callable[[list[str], Scores], dict[str, float]]:
+        return lambda cands, per: {y: key(*per[y]) for y in cands}
+
+    def length_normalised(cands: list[str], per: Scores) -> dict[str, float]:
+        mean = sum(map(len, cands)) / len(cands)
+        return {y: per[y][0] / (len(y) + 1) * (mean + 1) + per[y][1] for y in cands}
+
+    rules = [(f"w = {w:g}", per_beam(lambda f, r, w=w: f + w * r)) for w in WEIGHTS]
+    rules += [("reverse alone", per_beam(lambda f, r: r)), ("forward per character, w = 1", length_normalised)]
+    if formed:
+        rules.append(("pooled by molecule, w = 1", pooled(task)))
+    for name, rule in rules:
         cells = []
         for only_formed in (False, True) if formed else (False,):
             right = 0
             for i, (cands, ref) in enumerate(zip(beams, refs)):
+                if not cands:
+                    continue
+                value = rule(cands, scores[i])
                 pool = [y for y in cands if formed[i][y]] if only_formed else cands
-                pool = pool or cands
-                right += bool(pool) and max(pool, key=lambda y: key(*scores[i][y])) == ref
+                right += max(pool or cands, key=value.__getitem__) == ref
             cells.append(f"{100 * right / n:.1f} %")
         print(f"{name}: " + (f"all beams {cells[0]}, well-formed beams {cells[1]}" if formed else cells[0]))
 
