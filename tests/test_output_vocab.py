@@ -125,3 +125,32 @@ def test_a_restricted_run_resumes_exactly_and_refuses_a_changed_head(tmp_path, t
     run_pipeline(cfg)
     resumed = (run / "epochs.jsonl").read_text().splitlines()
     assert [json.loads(r)["train_loss"] for r in resumed] == [json.loads(r)["train_loss"] for r in ref]
+
+
+def test_a_run_starting_from_a_restricted_model_decodes_with_every_token(tmp_path, tiny_llama_dir):
+    """Its generation_config.json forbids the other tokens for plain transformers; a new run
+    (another task) must not inherit that, or its own test split decodes with its tokens banned."""
+    from seqtune.config import ModelConfig
+    from seqtune.inference.generate import generate
+    from seqtune.modeling import load_model
+
+    _restricted_run(tmp_path, tiny_llama_dir)
+    folder = tmp_path / "run" / "model"
+    vocab = set(json.loads((folder / "seqtune.json").read_text())["output_vocab"])
+    model, tok = load_model(ModelConfig(name=str(folder)))
+    model.eval()
+
+    def by_hand(prompt, steps=4):  # greedy argmax over the whole head, no generation config
+        ids = list(prompt)
+        for _ in range(steps):
+            nxt = int(model(input_ids=torch.tensor([ids])).logits[0, -1].argmax())
+            if nxt == tok.eos_token_id:
+                break
+            ids.append(nxt)
+        return ids[len(prompt):]
+
+    prompts = [tok(f"{'C ' * k}\n")["input_ids"] for k in range(1, 12)]
+    outside = [p for p in prompts if set(by_hand(p)) - vocab]
+    assert outside, "the tiny model writes only task tokens: the test cannot tell"
+    got = generate(model, tok, outside, max_new_tokens=4, precision="fp32")
+    assert [g[0] for g in got] == [tok.decode(by_hand(p), skip_special_tokens=True).strip() for p in outside]

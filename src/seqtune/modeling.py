@@ -132,6 +132,13 @@ def load_model(cfg: ModelConfig, seed: int | None = None) -> tuple[torch.nn.Modu
             raise ModelError(f"model.name: cannot load {cfg.name!r} ({_first_line(err)})") from None
         if gguf:
             _clear_gguf_quantizer(model)
+        if (Path(path) / FORMAT_FILE).is_file():
+            # A seqtune model trained on its task's tokens only (model.output_vocab) ships
+            # generation_config.json suppress_tokens for every other token, and generate()
+            # fills unset settings from it: a run starting from that model for another task
+            # decoded its own test split with the new task's tokens forbidden (smiles2inchi
+            # from the canonicalisation model: 0 valid InChI). The run sets its own vocabulary.
+            model.generation_config.suppress_tokens = None
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tok.pad_token_id
     if cfg.keep_layers:
