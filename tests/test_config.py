@@ -194,7 +194,12 @@ def test_every_shipped_config_loads_and_each_task_config_trains_on_its_shipped_d
         assert cfg.generate.verify == "none" or cfg.generate.candidates > 1, path
     for path in sorted((root / "paper").glob("*.yaml")):
         assert expand(load_sweep(path)), path  # every run of the sweep validated
-    for path in sorted((root / "tasks").glob("*_cpu.yaml")):
-        cfg = load_config(path)
-        assert path.name == f"{cfg.data.task}_cpu.yaml"
+    tasks = {path: load_config(path) for path in sorted((root / "tasks").glob("*_cpu.yaml"))}
+    rerankers = {cfg.generate.rerank_model for cfg in tasks.values()}
+    for path, cfg in tasks.items():
+        # Named for its task, or the reranker of the task config whose generate.rerank_model it writes.
+        if path.name.endswith("_reranker_cpu.yaml"):
+            assert f"{cfg.out_dir}/model" in rerankers, f"{path.name}: no task config reranks with it"
+        else:
+            assert path.name == f"{cfg.data.task}_cpu.yaml"
         assert (root.parent / cfg.data.path).is_dir(), f"{path.name}: {cfg.data.path} is not shipped"
