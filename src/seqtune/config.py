@@ -101,6 +101,10 @@ class ModelConfig:
     # none | smiles (a space between SMILES tokens: atoms, bonds, ring digits) | chars.
     input_split: Literal["none", "smiles", "chars"] = "none"
     output_split: Literal["none", "smiles", "chars"] = "none"  # As input_split, for the outputs.
+    # Outputs that show their working first ("working<marker>answer"): the model learns to write
+    # both, and only what follows the last marker is its answer (predicted, scored, served);
+    # references are read the same way. "" = outputs are answers only.
+    answer_marker: str = ""
     # Full fine-tuning with the lowest layers fixed: less compute per example (no backward below
     # the first trained layer); freeze_layers > 0 also freezes the embeddings (and a tied head).
     freeze_embeddings: bool = False

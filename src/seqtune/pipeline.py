@@ -24,6 +24,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -176,7 +177,7 @@ def _fingerprint(cfg: RunConfig, splits: Splits) -> dict[str, Any]:
     return {"data_hash": splits.digest(), "model": m.name, "method": m.method, "format": m.format,
             "input_split": m.input_split, "output_split": m.output_split, "freeze_layers": m.freeze_layers,
             "keep_layers": m.keep_layers, "freeze_embeddings": m.freeze_embeddings, "mix": d.mix, "augment": d.augment,
-            "output_vocab": m.output_vocab,
+            "output_vocab": m.output_vocab, **({"answer_marker": m.answer_marker} if m.answer_marker else {}),
             **({"init": m.init, "config_overrides": m.config_overrides} if m.init == "scratch" else {}),
             # A LoRA checkpoint's adapters only fit the settings they were made with.
             **({"lora_r": m.lora_r, "lora_alpha": m.lora_alpha, "lora_dropout": m.lora_dropout,
@@ -202,7 +203,7 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
             read_model_info(Path(cfg.generate.rerank_model))
         except SeqtuneError as err:
             raise ConfigError(f"generate.rerank_model: {err}") from None
-    fmt = get_format(cfg.model.format, cfg.model.input_split, cfg.model.output_split)
+    fmt = get_format(cfg.model.format, cfg.model.input_split, cfg.model.output_split, cfg.model.answer_marker)
     require_instruction_slot(fmt, splits.stats.get("instructions"))
     from accelerate import PartialState
 
@@ -373,7 +374,7 @@ def _finish(cfg: RunConfig, model: Any, tok: Any, fmt: PromptFormat, splits: Spl
     info = ModelInfo(fmt, task, instruction, cfg.model.name, {"config": config_to_dict(cfg)})
     save_model(model, tok, run.model, info)
     finish_model_folder(run.model, tuned=tuned, run_dir=run.root)  # chat template, generation config, Hub card
-    refs = _reference_scores(task, test_pairs, run)
+    refs = _reference_scores(task, [replace(p, output=fmt.answer(p.output)) for p in test_pairs], run)
     result = {"base": base, "tuned": tuned, **refs, "selection": selection, "intervals": METHOD, "train": train_info}
     atomic_write_json(run.metrics, result)
     print(_table({"base": base, "tuned": tuned, "rules (label source)": refs["baseline"], "lookup": refs["lookup"]}))

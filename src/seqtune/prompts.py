@@ -96,10 +96,30 @@ class PromptFormat:
     template: str | None
     input_split: str = "none"
     output_split: str = "none"
+    # Outputs written as "working <marker> answer" (model.answer_marker): "" = no working.
+    answer_marker: str = ""
 
     def output_text(self, generated: str) -> str:
-        """A decoded completion as plain text (the output spelling undone)."""
-        return join_text(generated, self.output_split).strip()
+        """A decoded completion as plain text: its answer, the output spelling undone."""
+        return join_text(self._split_answer(generated)[1], self.output_split).strip()
+
+    def answer(self, output: str) -> str:
+        """What an output of the data (a reference) answers: the text after its last answer
+        marker; all of it where there is no marker or no working."""
+        return self._split_answer(output)[1].strip()
+
+    def completion_text(self, output: str) -> str:
+        """An output of the data as the model is taught to write it: the answer in the output
+        spelling, any working before it as it is (a spelling is about the answer's notation)."""
+        working, answer = self._split_answer(output)
+        return working + split_text(answer, self.output_split)
+
+    def _split_answer(self, text: str) -> tuple[str, str]:
+        """(working up to and including the last marker, answer)."""
+        if not self.answer_marker or self.answer_marker not in text:
+            return "", text
+        working, marker, answer = text.rpartition(self.answer_marker)
+        return working + marker, answer
 
     def prompt_text(self, tokenizer: Any, input: str, instruction: str) -> str:
         return self._render(tokenizer, split_text(input, self.input_split), instruction)
@@ -151,22 +171,23 @@ class PromptFormat:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "template": self.template, "input_split": self.input_split,
-                "output_split": self.output_split}
+                "output_split": self.output_split, "answer_marker": self.answer_marker}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PromptFormat:
         return cls(name=d["name"], template=d.get("template"), input_split=d.get("input_split", "none"),
-                   output_split=d.get("output_split", "none"))
+                   output_split=d.get("output_split", "none"), answer_marker=d.get("answer_marker", ""))
 
 
-def get_format(spec: str, input_split: str = "none", output_split: str = "none") -> PromptFormat:
+def get_format(spec: str, input_split: str = "none", output_split: str = "none",
+               answer_marker: str = "") -> PromptFormat:
     """A built-in name (plain, instruct, chat) or the path of a Jinja template for the prompt,
-    with the spelling of inputs and outputs (SPLITS)."""
+    with the spelling of inputs and outputs (SPLITS) and the marker before an output's answer."""
     for key, how in (("model.input_split", input_split), ("model.output_split", output_split)):
         if how not in SPLITS:
             raise ConfigError(f"{key}: {how!r} is not one of {', '.join(SPLITS)}")
     fmt = _template_format(spec)
-    return PromptFormat(fmt.name, fmt.template, input_split, output_split)
+    return PromptFormat(fmt.name, fmt.template, input_split, output_split, answer_marker)
 
 
 def require_instruction_slot(fmt: PromptFormat, source: str | None) -> None:
@@ -286,13 +307,13 @@ def _added_around(tokenizer: Any) -> tuple[list[int], list[int]]:
     return [], []
 
 
-def encode_completion(tokenizer: Any, output: str, output_split: str = "none") -> list[int]:
+def encode_completion(tokenizer: Any, output: str, fmt: PromptFormat) -> list[int]:
     # The output is data: text that spells a special token ("</s>", "<|endoftext|>") is
     # tokenised as text, or the model would learn to stop (or start over) inside it.
-    if output_split == "chars" and "_" in output:
+    if fmt.output_split == "chars" and "_" in fmt.answer(output):
         raise ConfigError("model.output_split: 'chars' spells a space as '_', and this output holds a '_' "
                           f"({output[:60]!r}); use output_split: none")
-    text = split_text(output, output_split)
+    text = fmt.completion_text(output)
     ids = tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
     return list(ids) + [eos_id(tokenizer)]
 
@@ -302,5 +323,5 @@ def encode_example(
 ) -> tuple[list[int], list[bool]]:
     """(ids, mask): mask is True exactly on the completion tokens and the final EOS."""
     prompt = encode_prompt(tokenizer, fmt, input, instruction)
-    completion = encode_completion(tokenizer, output, fmt.output_split)
+    completion = encode_completion(tokenizer, output, fmt)
     return prompt + completion, [False] * len(prompt) + [True] * len(completion)

@@ -60,6 +60,40 @@ def inchi_from_mol(mol: Chem.Mol) -> str | None:
         return None
 
 
+def inchi_working(smiles: str, inchi: str, hydrogens: bool = False) -> str | None:
+    """The atoms of `smiles` in its own order, each with the number InChI gives it (counted within
+    its component, as InChI counts): `CC(=O)O` -> `C1 C2 O3 O4`; with `hydrogens`, each atom's
+    hydrogen count too: `C1H3 C2 O3 O4H`. The numbering InChI's connection and hydrogen layers are
+    written in, spelled out atom by atom (scripts/inchi_working.py). From
+    RDKit's AuxInfo (`/N:`: the atom each canonical number belongs to). None where RDKit's InChI of
+    `smiles` is not `inchi` (its numbering would be another answer's) or the AuxInfo misses an atom."""
+    mol = mol_from_smiles(smiles)
+    if mol is None:
+        return None
+    try:
+        found, aux = Chem.MolToInchiAndAuxInfo(mol)
+    except Exception:
+        return None
+    layer = next((part[2:] for part in aux.split("/") if part.startswith("N:")), None)
+    if found != inchi or layer is None:
+        return None
+    numbers = [0] * mol.GetNumAtoms()
+    for component in layer.split(";"):
+        for number, atom in enumerate(component.split(","), start=1):
+            if not atom.isdigit() or not 0 < int(atom) <= len(numbers):
+                return None
+            numbers[int(atom) - 1] = number
+    if not all(numbers):
+        return None
+    symbols = [a.GetSymbol().lower() if a.GetIsAromatic() else a.GetSymbol() for a in mol.GetAtoms()]
+    hs = [_hydrogens(a.GetTotalNumHs()) if hydrogens else "" for a in mol.GetAtoms()]
+    return " ".join(f"{s}{n}{h}" for s, n, h in zip(symbols, numbers, hs, strict=True))
+
+
+def _hydrogens(count: int) -> str:
+    return "" if count == 0 else "H" if count == 1 else f"H{count}"
+
+
 def inchikey_from_mol(mol: Chem.Mol) -> str | None:
     try:
         return Chem.MolToInchiKey(mol) or None

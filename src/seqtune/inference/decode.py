@@ -67,7 +67,13 @@ def decode_rows(model: Any, tokenizer: Any, fmt: PromptFormat, task: str, inputs
     prediction, per-example scores, and (verifying or reranking) verified and top_beam. Reranking
     (`rerank_model`: inference.rerank) orders each input's candidates before verify picks."""
     s = settings
+    refs = [fmt.answer(r) for r in refs] if refs is not None else None  # a reference's working is not scored
     reverse = None
+    if s.reranking and fmt.answer_marker:
+        from seqtune.errors import ConfigError
+
+        raise ConfigError("rerank_model: scores whole outputs, and this model writes its working before "
+                          f"{fmt.answer_marker!r}; decode without rerank_model")
     if s.reranking:  # loaded first: a wrong folder fails before minutes of decoding, not after
         from seqtune.inference.rerank import channel_rerank, load_reverse
 
