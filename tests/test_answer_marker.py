@@ -57,6 +57,8 @@ def test_a_run_with_working_scores_answers_and_refuses_a_reranker(tmp_path, tiny
     assert len(scored) >= 2 and all(r["reference"] in names for r in scored)
     model, tok, info = load_finetuned(folder)
     assert info.format.answer_marker == MARK
+    with pytest.raises(ConfigError, match="answer_marker"):  # refused before a run trains
+        load_config(None, {**raw, "generate": {"num_beams": 2, "rerank_model": str(folder)}})
     with pytest.raises(ConfigError, match="working"):
         decode_rows(model, tok, info.format, "", ["CC"], [""], None, DecodeSettings(num_beams=2, rerank_model=str(folder)))
 

@@ -293,6 +293,9 @@ def _check_ranges(cfg: RunConfig) -> None:
         if max(g.num_beams, g.candidates) < 2:
             raise KeyedConfigError("generate.rerank_model", "generate.rerank_model: needs beams to rerank "
                                    "(generate.num_beams of 2 or more)")
+        if m.answer_marker:  # here, not after training: decoding refuses it (inference.decode)
+            raise KeyedConfigError("generate.rerank_model", "generate.rerank_model: scores whole outputs, and "
+                                   "model.answer_marker has the model write its working first; use one of them")
     if g.spellings > 1:
         from seqtune.chem import INPUT_KINDS
 

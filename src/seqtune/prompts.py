@@ -116,9 +116,9 @@ class PromptFormat:
 
     def _split_answer(self, text: str) -> tuple[str, str]:
         """(working up to and including the last marker, answer)."""
-        if not self.answer_marker or self.answer_marker not in text:
+        if not self.answer_marker:
             return "", text
-        working, marker, answer = text.rpartition(self.answer_marker)
+        working, marker, answer = text.rpartition(self.answer_marker)  # ("", "", text) without a marker
         return working + marker, answer
 
     def prompt_text(self, tokenizer: Any, input: str, instruction: str) -> str:
