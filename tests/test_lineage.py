@@ -56,6 +56,24 @@ def test_pairs_the_chain_trained_on_leave_val_and_test_in_either_direction(tmp_p
                                  "(or one it started from) trained on")
 
 
+def test_what_the_reranker_and_its_start_trained_on_is_not_held_out_either(tmp_path):
+    # the decoder starts from a model that saw none of the test; the reranker's start saw one pair
+    parent = _fake_run(tmp_path / "parent", [("CC", "ethane")], started_from="smollm2-135m")
+    grand = _fake_run(tmp_path / "grand", [("CCCC", "butane")], started_from="smollm2-135m")
+    reranker = _fake_run(tmp_path / "reranker", [("CCC", "propane")], started_from=str(grand))
+    data = _child_data(tmp_path / "d", test=[("butane", "CCCC"), ("methane", "C"), ("ethane", "CC")],
+                       val=[("propane", "CCC"), ("pentane", "CCCCC")])
+    cfg = _cfg(data, parent, tmp_path / "out")
+    cfg.generate.num_beams = cfg.generate.candidates = 2
+    assert [p.input for p in run_splits(cfg).test] == ["butane", "methane"]  # without the reranker
+    cfg.generate.rerank_model = str(reranker)
+    splits = run_splits(cfg)
+    assert [p.input for p in splits.test] == ["methane"] and [p.input for p in splits.val] == ["pentane"]
+    assert splits.stats["seen_by_start_model"] == {"models": [str(parent), str(reranker), str(grand)],
+                                                   "reranker": str(reranker), "val": 1, "test": 2}
+    assert seen_note(splits).endswith("trained on (the reranker's chain included)")
+
+
 def test_a_model_without_its_run_folder_changes_nothing(tmp_path):
     loose = tmp_path / "copied_model"
     loose.mkdir()

@@ -6,7 +6,8 @@ test pairs are dropped before anything is scored, and the run records how many.
 
 A pair counts as seen when its input is any input or output of a training pair of the chain
 (string equality: names and canonical SMILES as the data builders write them), so a reversed
-pair is caught as well as a repeated one. Models whose run folder is not at hand (a hub model, a
+pair is caught as well as a repeated one. A reranker (generate.rerank_model) is part of the chain
+too: it scores every beam, so a pair it, or a model it started from, trained on is not held out. Models whose run folder is not at hand (a hub model, a
 model folder copied elsewhere) cannot be checked; the chain stops there."""
 
 from __future__ import annotations
@@ -56,15 +57,29 @@ def chain_training_texts(model_name: str) -> tuple[list[str], set[str]]:
     return models, texts
 
 
+def decoding_chain(model_name: str, rerank_model: str = "") -> tuple[list[str], set[str]]:
+    """`chain_training_texts` of the model that decodes and of the reranker that picks among its
+    beams, together: the models (each once, the decoder's chain first) and every text they trained on."""
+    models, seen = chain_training_texts(model_name)
+    if rerank_model:
+        more, texts = chain_training_texts(rerank_model)
+        models += [m for m in more if m not in models]
+        seen |= texts
+    return models, seen
+
+
 def run_splits(cfg: RunConfig) -> Splits:
-    """The splits a run trains and scores on: the data's, less what the starting model's chain trained on."""
-    models, seen = chain_training_texts(cfg.model.name)
+    """The splits a run trains and scores on: the data's, less what the starting model's chain
+    (and the reranker's, with generate.rerank_model) trained on."""
+    models, seen = decoding_chain(cfg.model.name, cfg.generate.rerank_model)
     splits = load_splits(cfg.data, seen)
     if models:
-        splits.stats["seen_by_start_model"] = {"models": models, **splits.stats.get("seen_by_start_model", {})}
+        reranker = {"reranker": cfg.generate.rerank_model} if cfg.generate.rerank_model else {}
+        splits.stats["seen_by_start_model"] = {"models": models, **reranker,
+                                               **splits.stats.get("seen_by_start_model", {})}
     if splits.stats.get("seen_by_start_model", {}).get("test") and not splits.test:
-        raise DataError(f"{cfg.model.name}: every test pair is one the starting model (or one it started from) "
-                        "trained on; nothing held out is left to score")
+        raise DataError(f"{cfg.model.name}: every test pair is one the starting model (or one it started from, "
+                        "or the reranker's chain) trained on; nothing held out is left to score")
     return splits
 
 
@@ -75,4 +90,4 @@ def seen_note(splits: Splits) -> str:
         return ""
     return (f"held out: dropped {record['test']} test and {record['val']} val pairs that the starting model "
             f"{record['models'][0]}" + (" (or one it started from)" if len(record["models"]) > 1 else "")
-            + " trained on")
+            + " trained on" + (" (the reranker's chain included)" if record.get("reranker") else ""))

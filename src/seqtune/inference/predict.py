@@ -192,9 +192,10 @@ def evaluate_model(model_dir: str, holdouts: list[str], out_dir: str | None = No
     predictions in OUT/NAME.jsonl and scores in OUT/NAME.json (OUT defaults to the run
     folder's holdouts/ beside the model: RunDir.holdouts). `checkpoint`: a training checkpoint of the same
     run (RUN/checkpoints/step-N) whose weights replace the final ones, for learning curves.
-    Returns {name: scores}; a holdout some of whose inputs the model (or a model it started from)
-    trained on says how many under `seen_in_training`, with a warning: those are not held out."""
-    from seqtune.lineage import chain_training_texts
+    Returns {name: scores}; a holdout some of whose inputs the model (or a model it started from, or the
+    reranker's chain) trained on says how many under `seen_in_training`, with a warning: those are not
+    held out."""
+    from seqtune.lineage import decoding_chain
     from seqtune.modeling import load_finetuned
     from seqtune.training.checkpoint import load_weights
 
@@ -211,7 +212,7 @@ def evaluate_model(model_dir: str, holdouts: list[str], out_dir: str | None = No
     loaded = load_finetuned(model_dir)
     if checkpoint:
         load_weights(Path(checkpoint), loaded[0], every_trainable=False)
-    _, seen = chain_training_texts(model_dir)
+    _, seen = decoding_chain(model_dir, decode.get("rerank_model", ""))
     results = {}
     for name, (inputs, refs) in read.items():
         stem = Path(name).stem if name not in HOLDOUTS else name
@@ -219,7 +220,7 @@ def evaluate_model(model_dir: str, holdouts: list[str], out_dir: str | None = No
         if n_seen := sum(x in seen for x in inputs):
             scores["seen_in_training"] = n_seen
             print(f"seqtune: warning: {n_seen} of the {len(inputs)} {stem} inputs are ones {model_dir} (or a model "
-                  "it started from) trained on; its scores there are not held out", file=sys.stderr)
+                  "it started from, or the reranker's chain) trained on; its scores there are not held out", file=sys.stderr)
         atomic_write_json(out / f"{stem}.json", scores)
         results[stem] = scores
     return results
