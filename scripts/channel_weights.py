@@ -24,7 +24,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)
+WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 Scores = dict[str, tuple[float, float]]
 
 

@@ -37,6 +37,24 @@ def test_completion_logprobs_are_each_outputs_log_likelihood_whatever_the_batch(
         assert got < 0
 
 
+def test_completion_logprobs_under_a_head_over_the_outputs_tokens_are_finite(tiny_llama_dir):
+    # The prompt's tokens lie outside such a head: their -inf must not reach the sums (it made
+    # them NaN, and the reranker then kept the beams' order).
+    from seqtune.output_vocab import restrict_output, task_vocabulary
+
+    model, tok = _tiny(tiny_llama_dir)
+    fmt = get_format("plain")
+    pairs = [("ethanol", "CCO", ""), ("2-methylpropan-1-ol and a much longer name", "CC(C)CO", "")]
+    encoded = [encode_example(tok, fmt, x, y, i) for x, y, i in pairs]
+    outputs = [[t for t, m in zip(ids, mask) if m] for ids, mask in encoded]
+    restrict_output(model, task_vocabulary(outputs, tok.eos_token_id))
+    assert any(t not in task_vocabulary(outputs, tok.eos_token_id) for t in encoded[1][0])
+    got = rerank.completion_logprobs(model, tok, fmt, pairs, batch_size=2, precision="fp32")
+    alone = [rerank.completion_logprobs(model, tok, fmt, [pair], precision="fp32")[0] for pair in pairs]
+    assert all(torch.isfinite(torch.tensor(got))) and all(v < 0 for v in got)
+    assert got == pytest.approx(alone, abs=1e-4)
+
+
 def test_rerank_orders_the_distinct_candidates_by_both_directions(tiny_gpt2_dir):
     from tiny import make_model
 

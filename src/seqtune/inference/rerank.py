@@ -48,7 +48,9 @@ def completion_logprobs(model: Any, tokenizer: Any, fmt: PromptFormat, pairs: li
             logits = model(input_ids=ids, attention_mask=att, position_ids=positions, logits_to_keep=keep).logits
         targets = ids[:, width - keep + 1:]
         nll = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets, reduction="none")
-        totals = -(nll * scored).sum(dim=-1)
+        # where(), not a product: under a head over the task's tokens (model.output_vocab) a prompt
+        # token has log-probability -inf, and inf * 0 would make the whole row's sum NaN.
+        totals = -torch.where(scored, nll, 0.0).sum(dim=-1)
         for j, i in enumerate(idx):
             out[i] = float(totals[j])
     if was_training:
