@@ -71,7 +71,8 @@ def test_what_the_reranker_and_its_start_trained_on_is_not_held_out_either(tmp_p
     assert [p.input for p in splits.test] == ["methane"] and [p.input for p in splits.val] == ["pentane"]
     assert splits.stats["seen_by_start_model"] == {"models": [str(parent), str(reranker), str(grand)],
                                                    "reranker": str(reranker), "val": 1, "test": 2}
-    assert seen_note(splits).endswith("trained on (the reranker's chain included)")
+    assert seen_note(splits) == (f"held out: dropped 2 test and 1 val pairs that the starting model {parent}, "
+                                 f"the reranker {reranker} or a model either started from trained on")
 
 
 def test_a_model_without_its_run_folder_changes_nothing(tmp_path):

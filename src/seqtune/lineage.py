@@ -88,6 +88,8 @@ def seen_note(splits: Splits) -> str:
     record = splits.stats.get("seen_by_start_model")
     if not record or not (record["val"] or record["test"]):
         return ""
-    return (f"held out: dropped {record['test']} test and {record['val']} val pairs that the starting model "
-            f"{record['models'][0]}" + (" (or one it started from)" if len(record["models"]) > 1 else "")
-            + " trained on" + (" (the reranker's chain included)" if record.get("reranker") else ""))
+    dropped = f"held out: dropped {record['test']} test and {record['val']} val pairs that the starting model "
+    if record.get("reranker"):
+        return dropped + f"{record['models'][0]}, the reranker {record['reranker']} or a model either started from trained on"
+    return (dropped + f"{record['models'][0]}" + (" (or one it started from)" if len(record["models"]) > 1 else "")
+            + " trained on")
