@@ -7,8 +7,9 @@ test pairs are dropped before anything is scored, and the run records how many.
 A pair counts as seen when its input is any input or output of a training pair of the chain
 (string equality: names and canonical SMILES as the data builders write them), so a reversed
 pair is caught as well as a repeated one. A reranker (generate.rerank_model) is part of the chain
-too: it scores every beam, so a pair it, or a model it started from, trained on is not held out. Models whose run folder is not at hand (a hub model, a
-model folder copied elsewhere) cannot be checked; the chain stops there."""
+too: it scores every beam, so a pair it, or a model it started from, trained on is not held out.
+Models whose run folder is not at hand (a hub model, a model folder copied elsewhere) cannot be
+checked; the chain stops there."""
 
 from __future__ import annotations
 
@@ -90,6 +91,7 @@ def seen_note(splits: Splits) -> str:
         return ""
     dropped = f"held out: dropped {record['test']} test and {record['val']} val pairs that the starting model "
     if record.get("reranker"):
-        return dropped + f"{record['models'][0]}, the reranker {record['reranker']} or a model either started from trained on"
+        return (dropped + f"{record['models'][0]}, the reranker {record['reranker']} or a model either "
+                "started from trained on")
     return (dropped + f"{record['models'][0]}" + (" (or one it started from)" if len(record["models"]) > 1 else "")
             + " trained on")

@@ -220,7 +220,8 @@ def evaluate_model(model_dir: str, holdouts: list[str], out_dir: str | None = No
         if n_seen := sum(x in seen for x in inputs):
             scores["seen_in_training"] = n_seen
             print(f"seqtune: warning: {n_seen} of the {len(inputs)} {stem} inputs are ones {model_dir} (or a model "
-                  "it started from, or the reranker's chain) trained on; its scores there are not held out", file=sys.stderr)
+                  "it started from, or the reranker's chain) trained on; its scores there are not held out",
+                  file=sys.stderr)
         atomic_write_json(out / f"{stem}.json", scores)
         results[stem] = scores
     return results
