@@ -47,8 +47,9 @@ def test_completion_logprobs_under_a_head_over_the_outputs_tokens_are_finite(tin
     pairs = [("ethanol", "CCO", ""), ("2-methylpropan-1-ol and a much longer name", "CC(C)CO", "")]
     encoded = [encode_example(tok, fmt, x, y, i) for x, y, i in pairs]
     outputs = [[t for t, m in zip(ids, mask) if m] for ids, mask in encoded]
-    restrict_output(model, task_vocabulary(outputs, tok.eos_token_id))
-    assert any(t not in task_vocabulary(outputs, tok.eos_token_id) for t in encoded[1][0])
+    vocab = task_vocabulary(outputs, tok.eos_token_id)
+    restrict_output(model, vocab)
+    assert any(t not in vocab for t in encoded[1][0])
     got = rerank.completion_logprobs(model, tok, fmt, pairs, batch_size=2, precision="fp32")
     alone = [rerank.completion_logprobs(model, tok, fmt, [pair], precision="fp32")[0] for pair in pairs]
     assert all(torch.isfinite(torch.tensor(got))) and all(v < 0 for v in got)
