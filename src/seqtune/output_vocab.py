@@ -56,6 +56,12 @@ def task_vocabulary(completions: Iterable[list[int]], eos: int) -> list[int]:
     return sorted(seen)
 
 
+def restrict_to_outputs(model: Any, examples: Iterable[Any], eos: int) -> None:
+    """Install a VocabHead over the tokens the examples' completions (mask 1) are written with:
+    what a run with `model.output_vocab: task` trains, and what `seqtune check` times."""
+    restrict_output(model, task_vocabulary(([i for i, m in zip(ex.ids, ex.mask) if m] for ex in examples), eos))
+
+
 def _owner(model: Any) -> Any:
     """The transformers model whose output embeddings are the head (inside DDP, torch.compile, PEFT)."""
     from seqtune.modeling import unwrap  # imported here: modeling imports this module

@@ -40,7 +40,7 @@ from seqtune.io import atomic_write_json, atomic_write_jsonl, run_folder_lock, w
 from seqtune.lineage import run_splits, seen_note
 from seqtune.metrics import score, selection_metric
 from seqtune.modeling import ModelInfo, count_params, load_model, read_model_info, save_model
-from seqtune.output_vocab import restrict_output, task_vocabulary
+from seqtune.output_vocab import restrict_to_outputs
 from seqtune.prompts import PromptFormat, encode_example, eos_id, get_format, require_instruction_slot
 from seqtune.rundir import RunDir
 from seqtune.runtime import loaded_allocator, package_versions, resolve_precision
@@ -248,8 +248,7 @@ def _run(cfg: RunConfig, splits: Splits, fmt: PromptFormat, dist: Any) -> dict[s
     if not enc["train"].examples:
         raise DataError(f"{cfg.data.path}: every training pair is longer than data.max_length={cfg.data.max_length}")
     if cfg.model.output_vocab == "task":
-        written = ([i for i, m in zip(ex.ids, ex.mask) if m] for split in ("train", "val") for ex in enc[split].examples)
-        restrict_output(model, task_vocabulary(written, eos_id(tok)))
+        restrict_to_outputs(model, [*enc["train"].examples, *enc["val"].examples], eos_id(tok))
     model.to(dist.device)
     if not dist.is_main_process:
         return _train_only(cfg, model, enc, tok, out, splits, fmt)

@@ -13,12 +13,28 @@ from seqtune import runtime
 from seqtune.config import RunConfig
 from seqtune.lineage import run_splits, seen_note
 from seqtune.modeling import count_params, load_model
-from seqtune.prompts import get_format, require_instruction_slot
+from seqtune.output_vocab import restrict_to_outputs
+from seqtune.prompts import eos_id, get_format, require_instruction_slot
+
+TIMED_STEPS = 4
 
 
-def _time_steps(model: Any, examples: list, cfg: RunConfig, pad_id: int, n: int = 1) -> tuple[float, str]:
-    """(seconds per optimiser step, where): measured on real batches with the step `train` runs,
-    on the device and in the precision training will use (the first step is warm-up)."""
+def _padded_tokens(lengths: list[int], idx: list[int], packing: bool) -> int:
+    """The tokens a step's forward passes compute: each row padded to the batch's longest, or
+    the examples' own tokens when packed."""
+    return sum(lengths[i] for i in idx) if packing else len(idx) * max(lengths[i] for i in idx)
+
+
+def _time_steps(model: Any, examples: list, cfg: RunConfig, pad_id: int, total_steps: int,
+                n: int = TIMED_STEPS) -> tuple[float, int, str]:
+    """(estimated seconds of the run's `total_steps` steps, steps timed, where).
+
+    The first n + 1 steps of the first epoch, in the run's own order, run with the step `train`
+    runs, on the device and in the precision training will use; the first is warm-up. Grouped
+    batches (train.order) pad far less than random ones, and a run's steps take up to twice as
+    long as each other, so the estimate is the timed steps' seconds per padded token times the
+    padded tokens of a whole epoch, not one step's time times the step count: the old estimate,
+    from one random batch, said 67.9-104.9 min for a 35.0-minute run (bench/RESULTS.md)."""
     from seqtune.modeling import enable_gradient_checkpointing
     from seqtune.training import step
     from seqtune.training.batching import step_order
@@ -31,7 +47,8 @@ def _time_steps(model: Any, examples: list, cfg: RunConfig, pad_id: int, n: int 
     plan = resolve_speed_plan(cfg.train, model, examples, pad_id, device)
     opt = step.make_optimizer(model, cfg.train)
     scaler = step.make_scaler(plan, device)
-    order = step_order(len(examples), cfg.train.batch_size, cfg.train.seed, 0)
+    lengths = [len(ex) for ex in examples]
+    order = step_order(len(examples), cfg.train.batch_size, cfg.train.seed, 0, lengths, cfg.train.order)
     model.train()  # dropout on, as in training
     times = []
     for idx in order[: n + 1]:
@@ -41,9 +58,11 @@ def _time_steps(model: Any, examples: list, cfg: RunConfig, pad_id: int, n: int 
         if device.type == "cuda":
             torch.cuda.synchronize(device)  # the step returns once its kernels are queued
         times.append(time.perf_counter() - t0)
+    timed = order[1: n + 1] if len(times) > 1 else order[:1]
+    per_token = sum(times[-len(timed):]) / sum(_padded_tokens(lengths, idx, plan.packing) for idx in timed)
+    epoch_tokens = sum(_padded_tokens(lengths, idx, plan.packing) for idx in order)
     precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(plan.amp, "fp32")
-    sec = statistics.median(times[1:]) if len(times) > 1 else times[0]
-    return sec, f"{device.type}, {precision}"
+    return per_token * epoch_tokens * total_steps / len(order), len(timed), f"{device.type}, {precision}"
 
 
 def preflight(cfg: RunConfig, time_steps: bool = True) -> str:
@@ -84,9 +103,12 @@ def preflight(cfg: RunConfig, time_steps: bool = True) -> str:
                  f"packing {cfg.train.packing}; precision {cfg.train.precision}; "
                  f"gradient checkpointing {'on' if cfg.train.gradient_checkpointing else 'off'}")
     if time_steps and n_train:
-        sec, where = _time_steps(model, enc["train"].examples, cfg, tok.pad_token_id)
-        est = sec * total_steps
+        if cfg.model.output_vocab == "task":  # the head the run trains, a fraction of the full one's cost
+            restrict_to_outputs(model, [*enc["train"].examples, *enc["val"].examples], eos_id(tok))
+        est, timed, where = _time_steps(model, enc["train"].examples, cfg, tok.pad_token_id, total_steps)
+        sec = est / total_steps
         lines.append(f"estimated training time on this machine: {est / 60:.1f} min "
-                     f"({sec:.2f} s/step, {cfg.train.batch_size / sec:.1f} examples/s; timed on {where})")
+                     f"({sec:.2f} s/step, {cfg.train.batch_size / sec:.1f} examples/s; {timed} steps of the run's "
+                     f"order timed on {where})")
     lines.append(f"checked in {time.perf_counter() - t0:.1f} s; output folder {cfg.out_dir}")
     return "\n".join(lines)
