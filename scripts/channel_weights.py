@@ -1,7 +1,7 @@
 """How to pick among beams with noisy-channel scores (generate.rerank_model), and what else was tried.
 
     .venv/bin/python scripts/channel_weights.py --model runs/tasks/iupac2smiles/model \
-        --reverse runs/smiles2iupac_cpu/model --holdout runs/tasks/iupac2smiles/heldout/val.jsonl \
+        --reverse runs/tasks/iupac2smiles_reranker/model --holdout runs/tasks/iupac2smiles/data/val.jsonl \
         [--beams 10] [--scores runs/X/val_scores.jsonl]
 
 Decodes --beams beams per input (the decode path's own beams), scores every distinct beam y of
