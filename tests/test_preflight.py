@@ -1,5 +1,8 @@
 import re
+import subprocess
+import sys
 import types
+from pathlib import Path
 
 import pytest
 from tiny import make_model, make_tokenizer
@@ -92,10 +95,6 @@ def test_check_times_the_head_a_task_vocabulary_run_trains(tmp_path, tiny_llama_
 
 
 def test_bench_compares_the_estimate_with_a_real_run(tmp_path, tiny_llama_dir):
-    import subprocess
-    import sys
-    from pathlib import Path
-
     config = tmp_path / "tiny.yaml"
     config.write_text(f"data:\n  path: data/smiles2iupac_demo\n  task: smiles2iupac\n  train_size: 24\n"
                       f"model:\n  name: {tiny_llama_dir}\ntrain:\n  batch_size: 4\n  logger: none\n", encoding="utf-8")
