@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/channel_weights.py --model runs/tasks/iupac2smiles/model \
         --reverse runs/tasks/iupac2smiles_reranker/model --holdout runs/tasks/iupac2smiles/data/val.jsonl \
-        [--beams 10] [--scores runs/X/val_scores.jsonl]
+        [--beams 10] [--scores runs/X/val_scores.jsonl] [--unseen-by DIR]
 
 Decodes --beams beams per input (the decode path's own beams), scores every distinct beam y of
 input x by log P(y | x) under --model and log P(x | y) under --reverse (inference.rerank, the
@@ -12,8 +12,11 @@ for two variants of the product: the forward score normalised by length (log P(y
 character times the beams' mean length), and, for a chemistry task, pooled by molecule (the
 forward probabilities of a molecule's spellings summed, its best reverse score). Each is over all
 beams and, for a chemistry task, over the well-formed ones only (what `verify: well_formed` after
-the reranker keeps). --scores keeps the scored beams (JSONL) and reads them back on the next
-call instead of decoding again. Choose on validation, read the test once.
+the reranker keeps). A second --reverse model adds its score too, and the rules that sum both
+reverse scores (nineteenth session: no gain over the better reranker alone). --unseen-by DIR scores
+only the inputs that DIR's chain of models never trained on (seqtune.lineage). --scores keeps the
+scored beams (JSONL) and reads them back on the next call instead of decoding again. Choose on
+validation, read the test once.
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
-Scores = dict[str, tuple[float, float]]
+Scores = dict[str, tuple[float, ...]]
 
 
-def scored_beams(args: argparse.Namespace) -> tuple[str, list[str], list[Scores]]:
-    """(task, references, each input's distinct beams in order with their (forward, reverse) scores)."""
+def scored_beams(args: argparse.Namespace) -> tuple[str, list[str], list[str], list[Scores]]:
+    """(task, inputs, references, each input's distinct beams in order with their (forward, reverse,
+    [second reverse]) scores)."""
     from seqtune.inference.decode import DecodeSettings, spelled_beams
     from seqtune.inference.predict import read_inputs
     from seqtune.inference.rerank import channel_scores, load_reverse
@@ -40,9 +44,11 @@ def scored_beams(args: argparse.Namespace) -> tuple[str, list[str], list[Scores]
     s = DecodeSettings(num_beams=args.beams, candidates=args.beams, verify="well_formed", batch_size=32)
     instructions = [info.instruction] * len(inputs)
     decoded = [b[0] for b in spelled_beams(model, tok, info.format, info.task, inputs, instructions, s)]
-    scores = channel_scores(model, tok, info.format, inputs, instructions, decoded,
-                            load_reverse(args.reverse, str(model.device)))
-    return info.task, refs, scores
+    per_reverse = [channel_scores(model, tok, info.format, inputs, instructions, decoded,
+                                  load_reverse(folder, str(model.device))) for folder in args.reverse]
+    scores = [{y: (*first[y], *(more[y][1] for more in others)) for y in first}
+              for first, *others in zip(*per_reverse, strict=True)]
+    return info.task, inputs, refs, scores
 
 
 def pooled(task: str) -> Callable[[list[str], Scores], dict[str, float]]:
@@ -67,20 +73,28 @@ def pooled(task: str) -> Callable[[list[str], Scores], dict[str, float]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
-    ap.add_argument("--reverse", required=True, help="model folder of the reverse task")
+    ap.add_argument("--reverse", required=True, nargs="+", help="model folder(s) of the reverse task: one or two")
     ap.add_argument("--holdout", required=True, help="JSONL with input and output")
     ap.add_argument("--beams", type=int, default=10)
     ap.add_argument("--scores", type=Path, help="JSONL of the scored beams: written once, read back after")
+    ap.add_argument("--unseen-by", help="model folder: score only inputs its chain never trained on")
     args = ap.parse_args()
     if args.scores and args.scores.exists():
         saved = [json.loads(line) for line in args.scores.read_text(encoding="utf-8").splitlines()]
-        task, refs = saved[0]["task"], [r["reference"] for r in saved]
-        scores = [{y: (f, b) for y, f, b in r["beams"]} for r in saved]
+        task, inputs, refs = saved[0]["task"], [r.get("input") for r in saved], [r["reference"] for r in saved]
+        scores = [{y: tuple(rest) for y, *rest in r["beams"]} for r in saved]
     else:
-        task, refs, scores = scored_beams(args)
+        task, inputs, refs, scores = scored_beams(args)
         if args.scores:
-            args.scores.write_text("".join(json.dumps({"task": task, "reference": r, "beams": [[y, *s[y]] for y in s]}) + "\n"
-                                           for r, s in zip(refs, scores, strict=True)), encoding="utf-8")
+            args.scores.write_text("".join(json.dumps({"task": task, "input": x, "reference": r,
+                                                       "beams": [[y, *s[y]] for y in s]}) + "\n"
+                                           for x, r, s in zip(inputs, refs, scores, strict=True)), encoding="utf-8")
+    if args.unseen_by:
+        from seqtune.lineage import chain_training_texts
+
+        seen = chain_training_texts(args.unseen_by)[1]
+        keep = [i for i, (x, r) in enumerate(zip(inputs, refs, strict=True)) if x not in seen and r not in seen]
+        refs, scores = [refs[i] for i in keep], [scores[i] for i in keep]
     from seqtune.chem import CHEM_TASKS
 
     beams = [list(per) for per in scores]
@@ -94,15 +108,18 @@ def main() -> None:
           f"{100 * sum(r in b for r, b in zip(refs, beams)) / n:.1f} %")
     print(f"top beam: {100 * sum(b[0] == r for b, r in zip(beams, refs) if b) / n:.1f} %")
 
-    def per_beam(key: Callable[[float, float], float]) -> Callable[[list[str], Scores], dict[str, float]]:
+    def per_beam(key: Callable[..., float]) -> Callable[[list[str], Scores], dict[str, float]]:
         return lambda cands, per: {y: key(*per[y]) for y in cands}
 
     def length_normalised(cands: list[str], per: Scores) -> dict[str, float]:
         mean = sum(map(len, cands)) / len(cands)
         return {y: per[y][0] / (len(y) + 1) * (mean + 1) + per[y][1] for y in cands}
 
-    rules = [(f"w = {w:g}", per_beam(lambda f, r, w=w: f + w * r)) for w in WEIGHTS]
-    rules += [("reverse alone", per_beam(lambda f, r: r)), ("forward per character, w = 1", length_normalised)]
+    rules = [(f"w = {w:g}", per_beam(lambda f, r, *_, w=w: f + w * r)) for w in WEIGHTS]
+    rules += [("reverse alone", per_beam(lambda f, r, *_: r)), ("forward per character, w = 1", length_normalised)]
+    if len(next(iter(scores[0].values()))) == 3:
+        rules += [(f"both reverses, w = {w:g} each", per_beam(lambda f, r, r2, w=w: f + w * (r + r2))) for w in (0.5, 1)]
+        rules.append(("second reverse alone, w = 1", per_beam(lambda f, r, r2: f + r2)))
     if formed:
         rules.append(("pooled by molecule, w = 1", pooled(task)))
     for name, rule in rules:
