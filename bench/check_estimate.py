@@ -4,8 +4,8 @@ Runs `seqtune check CONFIG train.max_steps=N [key=value ...]`, then `seqtune tra
 settings into a temporary folder, and prints the estimate, the run's own training seconds (the
 steps alone, epochs.jsonl's train_seconds: what the estimate predicts) and their ratio. The run's
 test split is cut to 8 pairs, since only its training is compared; both commands read the same
-splits. Time it on a quiet machine: the two commands run one after the
-other, so load between them moves the ratio.
+splits. Time it on a quiet machine: the two commands run one after the other, so load between
+them moves the ratio.
 
   python bench/check_estimate.py configs/tasks/iupac2smiles_cpu.yaml --steps 60
   python bench/check_estimate.py configs/demo.yaml --steps 40 model.name=smollm2-135m

@@ -50,16 +50,17 @@ def _time_steps(model: Any, examples: list, cfg: RunConfig, pad_id: int, total_s
     lengths = [len(ex) for ex in examples]
     order = step_order(len(examples), cfg.train.batch_size, cfg.train.seed, 0, lengths, cfg.train.order)
     model.train()  # dropout on, as in training
-    times = []
-    for idx in order[: n + 1]:
+    timed, times = order[: n + 1], []
+    for idx in timed:
         t0 = time.perf_counter()
         step.train_step(model, opt, [examples[i] for i in idx], plan, cfg.train, pad_id=pad_id, device=device,
                         scaler=scaler)
         if device.type == "cuda":
             torch.cuda.synchronize(device)  # the step returns once its kernels are queued
         times.append(time.perf_counter() - t0)
-    timed = order[1: n + 1] if len(times) > 1 else order[:1]
-    per_token = sum(times[-len(timed):]) / sum(_padded_tokens(lengths, idx, plan.packing) for idx in timed)
+    if len(timed) > 1:  # the first step is warm-up
+        timed, times = timed[1:], times[1:]
+    per_token = sum(times) / sum(_padded_tokens(lengths, idx, plan.packing) for idx in timed)
     epoch_tokens = sum(_padded_tokens(lengths, idx, plan.packing) for idx in order)
     precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(plan.amp, "fp32")
     return per_token * epoch_tokens * total_steps / len(order), len(timed), f"{device.type}, {precision}"
