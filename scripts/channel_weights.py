@@ -117,7 +117,7 @@ def main() -> None:
 
     rules = [(f"w = {w:g}", per_beam(lambda f, r, *_, w=w: f + w * r)) for w in WEIGHTS]
     rules += [("reverse alone", per_beam(lambda f, r, *_: r)), ("forward per character, w = 1", length_normalised)]
-    if len(next(iter(scores[0].values()))) == 3:
+    if max((len(t) for per in scores for t in per.values()), default=0) == 3:  # a second reverse model's scores
         rules += [(f"both reverses, w = {w:g} each", per_beam(lambda f, r, r2, w=w: f + w * (r + r2))) for w in (0.5, 1)]
         rules.append(("second reverse alone, w = 1", per_beam(lambda f, r, r2: f + r2)))
     if formed:
