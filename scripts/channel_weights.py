@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/channel_weights.py --model runs/tasks/iupac2smiles/model \
         --reverse runs/tasks/iupac2smiles_reranker/model --holdout runs/tasks/iupac2smiles/data/val.jsonl \
-        [--beams 10] [--scores runs/X/val_scores.jsonl] [--unseen-by DIR]
+        [--beams 10] [--scores runs/X/val_scores.jsonl] [--unseen-by DIR] [--canonical]
 
 Decodes --beams beams per input (the decode path's own beams), scores every distinct beam y of
 input x by log P(y | x) under --model and log P(x | y) under --reverse (inference.rerank, the
@@ -15,8 +15,10 @@ beams and, for a chemistry task, over the well-formed ones only (what `verify: w
 the reranker keeps). A second --reverse model adds its score too, and the rules that sum both
 reverse scores (nineteenth session: no gain over the better reranker alone). --unseen-by DIR scores
 only the inputs that DIR's chain of models never trained on (seqtune.lineage). --scores keeps the
-scored beams (JSONL) and reads them back on the next call instead of decoding again. Choose on
-validation, read the test once.
+scored beams (JSONL) and reads them back on the next call instead of decoding again. --canonical,
+for a model taught non-canonical SMILES (data.output_order: name): the reverse model reads each
+beam canonical, and a beam counts as right, and as well-formed, by its canonical form (what
+generate.canonical does). Choose on validation, read the test once.
 """
 
 from __future__ import annotations
@@ -44,8 +46,15 @@ def scored_beams(args: argparse.Namespace) -> tuple[str, list[str], list[str], l
     s = DecodeSettings(num_beams=args.beams, candidates=args.beams, verify="well_formed", batch_size=32)
     instructions = [info.instruction] * len(inputs)
     decoded = [b[0] for b in spelled_beams(model, tok, info.format, info.task, inputs, instructions, s)]
+    canonical = None
+    if args.canonical:
+        from seqtune.chem.tasks import canonical_outputs
+
+        written = list(dict.fromkeys(y for beams in decoded for y in beams))
+        canonical = dict(zip(written, canonical_outputs(written), strict=True))
     per_reverse = [channel_scores(model, tok, info.format, inputs, instructions, decoded,
-                                  load_reverse(folder, str(model.device))) for folder in args.reverse]
+                                  load_reverse(folder, str(model.device)), reverse_text=canonical)
+                   for folder in args.reverse]
     scores = [{y: (*first[y], *(more[y][1] for more in others)) for y in first}
               for first, *others in zip(*per_reverse, strict=True)]
     return info.task, inputs, refs, scores
@@ -78,6 +87,7 @@ def main() -> None:
     ap.add_argument("--beams", type=int, default=10)
     ap.add_argument("--scores", type=Path, help="JSONL of the scored beams: written once, read back after")
     ap.add_argument("--unseen-by", help="model folder: score only inputs its chain never trained on")
+    ap.add_argument("--canonical", action="store_true", help="beams are right and well-formed by their canonical form")
     args = ap.parse_args()
     if args.scores and args.scores.exists():
         saved = [json.loads(line) for line in args.scores.read_text(encoding="utf-8").splitlines()]
@@ -103,10 +113,18 @@ def main() -> None:
         from seqtune.chem.tasks import get_task
 
         formed = [dict(zip(b, get_task(task).well_formed(b), strict=True)) for b in beams]
+    answer: Callable[[str], str] = lambda y: y  # noqa: E731
+    if args.canonical:
+        from seqtune.chem.tasks import canonical_outputs
+
+        written = list(dict.fromkeys(y for b in beams for y in b))
+        as_canonical = dict(zip(written, canonical_outputs(written), strict=True))
+        answer = as_canonical.__getitem__
+        formed = [{y: get_task(task).well_formed([answer(y)])[0] for y in b} for b in beams]
     n = len(refs)
     print(f"{n} inputs, {max(map(len, beams))} distinct beams at most; reference among them for "
-          f"{100 * sum(r in b for r, b in zip(refs, beams)) / n:.1f} %")
-    print(f"top beam: {100 * sum(b[0] == r for b, r in zip(beams, refs) if b) / n:.1f} %")
+          f"{100 * sum(r in map(answer, b) for r, b in zip(refs, beams)) / n:.1f} %")
+    print(f"top beam: {100 * sum(answer(b[0]) == r for b, r in zip(beams, refs) if b) / n:.1f} %")
 
     def per_beam(key: Callable[..., float]) -> Callable[[list[str], Scores], dict[str, float]]:
         return lambda cands, per: {y: key(*per[y]) for y in cands}
@@ -131,7 +149,7 @@ def main() -> None:
                     continue
                 value = rule(cands, scores[i])
                 pool = [y for y in cands if formed[i][y]] if only_formed else cands
-                right += max(pool or cands, key=value.__getitem__) == ref
+                right += answer(max(pool or cands, key=value.__getitem__)) == ref
             cells.append(f"{100 * right / n:.1f} %")
         print(f"{name}: " + (f"all beams {cells[0]}, well-formed beams {cells[1]}" if formed else cells[0]))
 

@@ -20,10 +20,10 @@ commands:
   train CONFIG [key=value ...]   the same without scoring the base model first
   check CONFIG [key=value ...]   validate config, data, model and lengths; print the plan
   predict --model DIR --input FILE|- [--output FILE] [--beams N] [--verify opsin|well_formed|vote --candidates K]
-          [--spellings S] [--rerank-model DIR]
+          [--spellings S] [--rerank-model DIR] [--canonical]
   evaluate --predictions FILE [--task TASK] [--output FILE]
   evaluate --model DIR [--holdout moses_scaffold nci_small] [--beams N] [--verify opsin|well_formed|vote]
-           [--rerank-model DIR]
+           [--rerank-model DIR] [--canonical]
   export RUN_DIR --output DIR    copy a run's model folder (merged weights, tokenizer, format, card)
   serve MODEL_DIR [--port 8000]  web page + JSON API (POST /predict, /docs), batched across clients
   data chem --task smiles2iupac --source moses --n 10000 --out DIR
@@ -130,13 +130,16 @@ def cmd_predict(argv: list[str]) -> int:
     p.add_argument("--spellings", type=int, default=1, help="SMILES inputs: decode this many spellings (with --verify)")
     p.add_argument("--rerank-model", default="", help="model folder of the reverse task: rerank the beams by both "
                    "models (noisy channel)")
+    p.add_argument("--canonical", action="store_true", help="SMILES outputs: rewrite every beam in canonical form "
+                   "(for a model trained with data.output_order: name)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-new-tokens", type=int, default=None, help="default: the model's generation_config.json")
     a = p.parse_args(argv)
     _check_positive(a, "beams", "candidates", "spellings", "batch_size", "max_new_tokens")
     result = predict(a.model, a.input, a.output, num_beams=a.beams, candidates=a.candidates, verify=a.verify,
                      batch_size=a.batch_size, max_new_tokens=a.max_new_tokens, input_column=a.input_column,
-                     output_column=a.output_column, spellings=a.spellings, rerank_model=a.rerank_model)
+                     output_column=a.output_column, spellings=a.spellings, rerank_model=a.rerank_model,
+                     canonical=a.canonical)
     print(json.dumps(result, indent=2), file=sys.stderr if not a.output else sys.stdout)
     return 0
 
@@ -159,6 +162,8 @@ def cmd_evaluate(argv: list[str]) -> int:
     p.add_argument("--spellings", type=int, default=1, help="SMILES inputs: decode this many spellings (with --verify)")
     p.add_argument("--rerank-model", default="", help="model folder of the reverse task: rerank the beams by both "
                    "models (noisy channel)")
+    p.add_argument("--canonical", action="store_true", help="SMILES outputs: rewrite every beam in canonical form "
+                   "(for a model trained with data.output_order: name)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-new-tokens", type=int, default=128)
     a = p.parse_args(argv)
@@ -166,7 +171,7 @@ def cmd_evaluate(argv: list[str]) -> int:
     if a.model:
         result = evaluate_model(a.model, a.holdout, a.output, a.checkpoint, num_beams=a.beams, candidates=a.candidates,
                                 verify=a.verify, batch_size=a.batch_size, max_new_tokens=a.max_new_tokens,
-                                spellings=a.spellings, rerank_model=a.rerank_model)
+                                spellings=a.spellings, rerank_model=a.rerank_model, canonical=a.canonical)
     else:
         result = evaluate_file(a.predictions, a.task, a.output)
     print(json.dumps(result, indent=2))

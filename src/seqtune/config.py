@@ -81,6 +81,10 @@ class DataConfig:
     # random_smiles: from the second epoch on, every training SMILES input is a fresh random
     # SMILES of the same molecule (seeded by seed, epoch and example: resumable, reproducible).
     augment: Literal["none", "random_smiles"] = "none"
+    # name (iupac2smiles): every training output SMILES is written in the atom order OPSIN builds
+    # its molecule from the input name, so the SMILES reads in the name's order; validation and test
+    # references stay as they are. Needs generate.canonical, which turns predictions canonical again.
+    output_order: Literal["as_is", "name"] = "as_is"
 
 
 @dataclass
@@ -213,6 +217,10 @@ class GenerateConfig:
     # outputs -> its inputs, e.g. the SMILES -> IUPAC model for iupac2smiles). Each beam is scored
     # log P(beam | input) + log P(input | beam) under that model, best first, before verify picks.
     rerank_model: str = ""
+    # Tasks that write SMILES: every beam rewritten in RDKit's canonical form before verify picks and
+    # scores (reranking scores the beam as the model wrote it, the reverse model reads it canonical),
+    # for a model taught another spelling (data.output_order: name).
+    canonical: bool = False
 
 
 @dataclass
@@ -296,6 +304,7 @@ def _check_ranges(cfg: RunConfig) -> None:
         if m.answer_marker:  # here, not after training: decoding refuses it (inference.decode)
             raise KeyedConfigError("generate.rerank_model", "generate.rerank_model: scores whole outputs, and "
                                    "model.answer_marker has the model write its working first; use one of them")
+    _check_output_order(d, g)
     if g.spellings > 1:
         from seqtune.chem import INPUT_KINDS
 
@@ -306,6 +315,21 @@ def _check_ranges(cfg: RunConfig) -> None:
         if g.verify == "none":
             raise KeyedConfigError("generate.spellings", f"generate.spellings: {g.spellings} needs generate.verify "
                                    "to choose among the spellings' beams (vote, opsin or well_formed)")
+
+
+def _check_output_order(d: DataConfig, g: GenerateConfig) -> None:
+    from seqtune.chem import INPUT_KINDS, SMILES_OUTPUT_TASKS
+
+    if g.canonical and d.task not in SMILES_OUTPUT_TASKS:
+        raise KeyedConfigError("generate.canonical", f"generate.canonical: rewrites SMILES outputs, and {d.task!r} "
+                               f"does not write SMILES ({', '.join(SMILES_OUTPUT_TASKS)} do)")
+    if d.output_order == "name":
+        if d.task not in SMILES_OUTPUT_TASKS or INPUT_KINDS[d.task] != "name":
+            raise KeyedConfigError("data.output_order", "data.output_order: name orders SMILES outputs by their "
+                                   f"input names (a task from names to SMILES), not {d.task!r}")
+        if not g.canonical:
+            raise KeyedConfigError("data.output_order", "data.output_order: name teaches non-canonical SMILES; set "
+                                   "generate.canonical: true so predictions are scored in canonical form")
 
 
 def config_keys(cls: type | None = None, prefix: str = "") -> list[str]:

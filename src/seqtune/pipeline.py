@@ -46,6 +46,7 @@ from seqtune.rundir import RunDir
 from seqtune.runtime import loaded_allocator, package_versions, resolve_precision
 from seqtune.stats import METHOD, with_intervals
 from seqtune.training.batching import Encoded, Example, encode_pairs
+from seqtune.training_pairs import training_pairs
 
 if TYPE_CHECKING:
     from seqtune.training.loop import TrainState
@@ -54,25 +55,6 @@ if TYPE_CHECKING:
 def versions() -> dict[str, str]:
     return {"seqtune": __version__, "python": platform.python_version(),
             **package_versions(("torch", "transformers", "peft", "accelerate", "datasets", "rdkit", "openclatura"))}
-
-
-def mixed_training_pairs(cfg: RunConfig, train: list[Pair], fmt: PromptFormat) -> list[Pair]:
-    """The training split plus the pairs of `data.mix` (other tasks on the same molecules)."""
-    extra = [t.strip() for t in cfg.data.mix.split(",") if t.strip()]
-    if not extra:
-        return train
-    if not fmt.shows_instruction:
-        raise ConfigError(f"data.mix: the {fmt.name!r} format does not show the instruction, so the model could "
-                          "not tell the tasks apart; use model.format: instruct or chat")
-    try:
-        from seqtune.chem.tasks import mix_examples
-    except ModuleNotFoundError as err:
-        raise ConfigError(f"data.mix: needs the chemistry extra ({err.name} is not installed)") from None
-    try:
-        made = mix_examples(cfg.data.task, [(p.input, p.output) for p in train], extra, cfg.data.seed)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-    return train + [Pair(i, o, f"data.mix:{n + 1}", instr) for n, (i, o, instr) in enumerate(made)]
 
 
 def augmented_epochs(cfg: RunConfig, enc: Encoded, tok: Any, fmt: PromptFormat) -> Callable[[int], list[Example]] | None:
@@ -107,7 +89,7 @@ def predict_pairs(model: Any, tokenizer: Any, fmt: PromptFormat, instruction: st
     `seqtune predict` takes too: inference.decode)."""
     g = cfg.generate
     settings = DecodeSettings(g.num_beams, g.candidates, g.verify, g.max_new_tokens, g.batch_size, cfg.train.precision,
-                              g.spellings, g.rerank_model)
+                              g.spellings, g.rerank_model, g.canonical)
     return decode_rows(model, tokenizer, fmt, task, [p.input for p in pairs],
                        [p.instruction or instruction for p in pairs], [p.output for p in pairs], settings, progress)
 
@@ -177,7 +159,7 @@ def _fingerprint(cfg: RunConfig, splits: Splits) -> dict[str, Any]:
     return {"data_hash": splits.digest(), "model": m.name, "method": m.method, "format": m.format,
             "input_split": m.input_split, "output_split": m.output_split, "freeze_layers": m.freeze_layers,
             "keep_layers": m.keep_layers, "freeze_embeddings": m.freeze_embeddings, "mix": d.mix, "augment": d.augment,
-            "output_vocab": m.output_vocab, **({"answer_marker": m.answer_marker} if m.answer_marker else {}),
+            "output_vocab": m.output_vocab, **({"output_order": d.output_order} if d.output_order != "as_is" else {}), **({"answer_marker": m.answer_marker} if m.answer_marker else {}),
             **({"init": m.init, "config_overrides": m.config_overrides} if m.init == "scratch" else {}),
             # A LoRA checkpoint's adapters only fit the settings they were made with.
             **({"lora_r": m.lora_r, "lora_alpha": m.lora_alpha, "lora_dropout": m.lora_dropout,
@@ -242,7 +224,7 @@ def _run(cfg: RunConfig, splits: Splits, fmt: PromptFormat, dist: Any) -> dict[s
     model, tok = load_model(cfg.model, seed=cfg.train.seed)
     n_params, n_trainable = count_params(model)
     instruction = cfg.data.instruction
-    pairs = {"train": mixed_training_pairs(cfg, splits.train, fmt), "val": splits.val, "test": splits.test}
+    pairs = {"train": training_pairs(cfg, splits.train, fmt), "val": splits.val, "test": splits.test}
     enc = {name: encode_pairs(pairs[name], tok, fmt, instruction, cfg.data.max_length,
                               cfg.data.overlength, name) for name in ("train", "val", "test")}
     if not enc["train"].examples:

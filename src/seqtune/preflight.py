@@ -15,6 +15,7 @@ from seqtune.lineage import run_splits, seen_note
 from seqtune.modeling import count_params, load_model
 from seqtune.output_vocab import restrict_to_outputs
 from seqtune.prompts import eos_id, get_format, require_instruction_slot
+from seqtune.training_pairs import training_pairs
 
 TIMED_STEPS = 4
 
@@ -83,10 +84,10 @@ def preflight(cfg: RunConfig, time_steps: bool = True) -> str:
     total, trainable = count_params(model)
     lines.append(f"model: {cfg.model.name} ({total / 1e6:.1f}M parameters, {trainable / 1e6:.2f}M trainable, "
                  f"{cfg.model.method}); format {fmt.name}")
-    enc = {}
-    for name in ("train", "val", "test"):
-        enc[name] = encode_pairs(getattr(splits, name), tok, fmt, cfg.data.instruction, cfg.data.max_length,
-                                 cfg.data.overlength, name)
+    # The pairs the run trains on: its split with data.output_order and data.mix applied.
+    pairs = {"train": training_pairs(cfg, splits.train, fmt), "val": splits.val, "test": splits.test}
+    enc = {name: encode_pairs(pairs[name], tok, fmt, cfg.data.instruction, cfg.data.max_length, cfg.data.overlength,
+                              name) for name in ("train", "val", "test")}
     lengths = [len(e) for e in enc["train"].examples]
     if lengths:
         comp = [sum(e.mask) for e in enc["train"].examples]

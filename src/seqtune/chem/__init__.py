@@ -23,5 +23,7 @@ INPUT_KINDS: dict[str, str] = {
 }
 
 CHEM_TASKS: frozenset[str] = frozenset(INPUT_KINDS)
+# The tasks whose outputs are SMILES, which `generate.canonical` may rewrite in canonical form.
+SMILES_OUTPUT_TASKS: tuple[str, ...] = ("iupac2smiles", "randomsmiles2canonical")
 
-__all__ = ["CHEM_TASKS", "INPUT_KINDS"]
+__all__ = ["CHEM_TASKS", "INPUT_KINDS", "SMILES_OUTPUT_TASKS"]

@@ -53,6 +53,12 @@ def canonical_from_mol(mol: Chem.Mol) -> str | None:
         return None
 
 
+def smiles_in_atom_order(mol: Chem.Mol) -> str:
+    """A SMILES that visits the atoms in the molecule's own order (the order its maker built it),
+    not RDKit's canonical ranking."""
+    return Chem.MolToSmiles(mol, canonical=False)
+
+
 def inchi_from_mol(mol: Chem.Mol) -> str | None:
     try:
         return Chem.MolToInchi(mol) or None

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import CHEM_TASKS, INPUT_KINDS, molecules, naming, pubchem, scores
+from . import CHEM_TASKS, INPUT_KINDS, molecules, naming, opsin, pubchem, scores
 
 __all__ = ["CHEM_TASKS", "INSTRUCTIONS", "TASKS", "ChemTask", "get_task", "make_example", "mix_examples"]
 
@@ -282,6 +282,27 @@ def random_smiles_inputs(inputs: list[str], epoch: int, seed: int) -> list[str]:
         mol = molecules.mol_from_smiles(smiles)
         out.append(molecules.random_smiles(mol, f"{epoch}:{i}:{smiles}", seed) if mol is not None else smiles)
     return out
+
+
+def name_order_outputs(names: list[str], outputs: list[str]) -> list[str]:
+    """Each output SMILES rewritten in the atom order OPSIN builds its molecule from the paired
+    name (RDKit writes it, aromatic, not canonical), so the SMILES reads in the order the name does:
+    its first substituent first, its locants in turn (`data.output_order: name`). RDKit's canonical
+    order is a global ranking the model must otherwise learn on top of the name. An output whose
+    name OPSIN cannot read, or reads as another molecule, is kept as it is."""
+    out = []
+    for parsed, smiles in zip(opsin.parse_names(list(names)), outputs, strict=True):
+        mol = molecules.mol_from_smiles(parsed)
+        if mol is None or molecules.canonical_from_mol(mol) != molecules.canonical_smiles(smiles):
+            out.append(smiles)
+            continue
+        out.append(molecules.smiles_in_atom_order(mol))
+    return out
+
+
+def canonical_outputs(texts: list[str]) -> list[str]:
+    """Each SMILES in RDKit's canonical form (`generate.canonical`); text RDKit cannot read as it is."""
+    return [molecules.canonical_smiles(t) or t for t in texts]
 
 
 def input_spellings(task: str, inputs: list[str], n: int) -> list[list[str]]:

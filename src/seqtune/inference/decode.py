@@ -31,6 +31,8 @@ class DecodeSettings:
     precision: str = "auto"
     spellings: int = 1
     rerank_model: str = ""
+    # SMILES outputs rewritten canonical (chem.tasks.canonical_outputs) before verify and scores.
+    canonical: bool = False
 
     def __post_init__(self) -> None:
         from seqtune.errors import ConfigError
@@ -79,10 +81,22 @@ def decode_rows(model: Any, tokenizer: Any, fmt: PromptFormat, task: str, inputs
 
         reverse = load_reverse(s.rerank_model, str(next(model.parameters()).device))
     outs, ranks, tops = _candidates(model, tokenizer, fmt, task, inputs, instructions, s, progress)
+    canonical: dict[str, str] | None = None
+    if s.canonical:  # each beam as the model wrote it -> its canonical form
+        from seqtune.chem.tasks import canonical_outputs
+
+        written = list(dict.fromkeys(c for cands in outs for c in cands))
+        canonical = dict(zip(written, canonical_outputs(written), strict=True))
+        tops = canonical_outputs(tops)
     preds, verified = tops, None
     if reverse is not None:
-        outs = channel_rerank(model, tokenizer, fmt, inputs, instructions, outs, reverse, s.batch_size, s.precision)
-        ranks, preds = None, [c[0] if c else top for c, top in zip(outs, tops)]
+        outs = channel_rerank(model, tokenizer, fmt, inputs, instructions, outs, reverse, s.batch_size, s.precision,
+                              reverse_text=canonical)
+        ranks = None
+    if canonical is not None:  # after reranking, which scores each beam as its model wrote it
+        outs = [[canonical[c] for c in cands] for cands in outs]
+    if reverse is not None:
+        preds = [c[0] if c else top for c, top in zip(outs, tops)]
     if s.verifying:
         from seqtune.chem.verify import pick
 

@@ -71,16 +71,19 @@ def load_reverse(folder: str, device: str) -> tuple[Any, Any, Any]:
 
 def channel_scores(model: Any, tokenizer: Any, fmt: PromptFormat, inputs: list[str], instructions: list[str],
                    candidates: list[list[str]], reverse: tuple[Any, Any, Any], batch_size: int = 32,
-                   precision: str = "auto") -> list[dict[str, tuple[float, float]]]:
+                   precision: str = "auto", reverse_text: dict[str, str] | None = None
+                   ) -> list[dict[str, tuple[float, float]]]:
     """For each input x, its distinct candidates y (in their order) with (log P(y | x), log P(x | y)),
-    the second under `reverse` (load_reverse: a model of outputs -> inputs, in its own prompt format)."""
+    the second under `reverse` (load_reverse: a model of outputs -> inputs, in its own prompt format),
+    which reads y as `reverse_text` rewrites it (e.g. canonical SMILES, the spelling it was trained on)."""
     rev_model, rev_tok, rev_info = reverse
     unique = [list(dict.fromkeys(cands)) for cands in candidates]
     flat = [(i, y) for i, cands in enumerate(unique) for y in cands]
     forward = completion_logprobs(model, tokenizer, fmt, [(inputs[i], y, instructions[i]) for i, y in flat],
                                   batch_size, precision)
     backward = completion_logprobs(rev_model, rev_tok, rev_info.format,
-                                   [(y, inputs[i], rev_info.instruction) for i, y in flat], batch_size, precision)
+                                   [((reverse_text or {}).get(y, y), inputs[i], rev_info.instruction) for i, y in flat],
+                                   batch_size, precision)
     scores: list[dict[str, tuple[float, float]]] = [{} for _ in inputs]
     for (i, y), f, b in zip(flat, forward, backward, strict=True):
         scores[i][y] = (f, b)
@@ -89,8 +92,9 @@ def channel_scores(model: Any, tokenizer: Any, fmt: PromptFormat, inputs: list[s
 
 def channel_rerank(model: Any, tokenizer: Any, fmt: PromptFormat, inputs: list[str], instructions: list[str],
                    candidates: list[list[str]], reverse: tuple[Any, Any, Any], batch_size: int = 32,
-                   precision: str = "auto") -> list[list[str]]:
+                   precision: str = "auto", reverse_text: dict[str, str] | None = None) -> list[list[str]]:
     """Each input's distinct candidates, best first by log P(y | x) + log P(x | y) (channel_scores)."""
-    scores = channel_scores(model, tokenizer, fmt, inputs, instructions, candidates, reverse, batch_size, precision)
+    scores = channel_scores(model, tokenizer, fmt, inputs, instructions, candidates, reverse, batch_size, precision,
+                            reverse_text)
     # sorted() is stable: ties keep the beams' order
     return [sorted(per, key=lambda y, per=per: -sum(per[y])) for per in scores]
