@@ -48,10 +48,9 @@ def scored_beams(args: argparse.Namespace) -> tuple[str, list[str], list[str], l
     decoded = [b[0] for b in spelled_beams(model, tok, info.format, info.task, inputs, instructions, s)]
     canonical = None
     if args.canonical:
-        from seqtune.chem.tasks import canonical_outputs
+        from seqtune.chem.tasks import canonical_forms
 
-        written = list(dict.fromkeys(y for beams in decoded for y in beams))
-        canonical = dict(zip(written, canonical_outputs(written), strict=True))
+        canonical = canonical_forms(y for beams in decoded for y in beams)
     per_reverse = [channel_scores(model, tok, info.format, inputs, instructions, decoded,
                                   load_reverse(folder, str(model.device)), reverse_text=canonical)
                    for folder in args.reverse]
@@ -108,19 +107,16 @@ def main() -> None:
     from seqtune.chem import CHEM_TASKS
 
     beams = [list(per) for per in scores]
+    answer: Callable[[str], str] = lambda y: y  # noqa: E731
+    if args.canonical:  # a beam is what its canonical form is
+        from seqtune.chem.tasks import canonical_forms
+
+        answer = canonical_forms(y for b in beams for y in b).__getitem__
     formed = None
     if task in CHEM_TASKS:
         from seqtune.chem.tasks import get_task
 
-        formed = [dict(zip(b, get_task(task).well_formed(b), strict=True)) for b in beams]
-    answer: Callable[[str], str] = lambda y: y  # noqa: E731
-    if args.canonical:
-        from seqtune.chem.tasks import canonical_outputs
-
-        written = list(dict.fromkeys(y for b in beams for y in b))
-        as_canonical = dict(zip(written, canonical_outputs(written), strict=True))
-        answer = as_canonical.__getitem__
-        formed = [{y: get_task(task).well_formed([answer(y)])[0] for y in b} for b in beams]
+        formed = [dict(zip(b, get_task(task).well_formed([answer(y) for y in b]), strict=True)) for b in beams]
     n = len(refs)
     print(f"{n} inputs, {max(map(len, beams))} distinct beams at most; reference among them for "
           f"{100 * sum(r in map(answer, b) for r, b in zip(refs, beams)) / n:.1f} %")

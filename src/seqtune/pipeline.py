@@ -159,7 +159,8 @@ def _fingerprint(cfg: RunConfig, splits: Splits) -> dict[str, Any]:
     return {"data_hash": splits.digest(), "model": m.name, "method": m.method, "format": m.format,
             "input_split": m.input_split, "output_split": m.output_split, "freeze_layers": m.freeze_layers,
             "keep_layers": m.keep_layers, "freeze_embeddings": m.freeze_embeddings, "mix": d.mix, "augment": d.augment,
-            "output_vocab": m.output_vocab, **({"output_order": d.output_order} if d.output_order != "as_is" else {}), **({"answer_marker": m.answer_marker} if m.answer_marker else {}),
+            "output_vocab": m.output_vocab, **({"answer_marker": m.answer_marker} if m.answer_marker else {}),
+            **({"output_order": d.output_order} if d.output_order != "as_is" else {}),
             **({"init": m.init, "config_overrides": m.config_overrides} if m.init == "scratch" else {}),
             # A LoRA checkpoint's adapters only fit the settings they were made with.
             **({"lora_r": m.lora_r, "lora_alpha": m.lora_alpha, "lora_dropout": m.lora_dropout,

@@ -9,7 +9,7 @@ testing task names.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -300,9 +300,10 @@ def name_order_outputs(names: list[str], outputs: list[str]) -> list[str]:
     return out
 
 
-def canonical_outputs(texts: list[str]) -> list[str]:
-    """Each SMILES in RDKit's canonical form (`generate.canonical`); text RDKit cannot read as it is."""
-    return [molecules.canonical_smiles(t) or t for t in texts]
+def canonical_forms(texts: Iterable[str]) -> dict[str, str]:
+    """Each distinct SMILES -> its RDKit canonical form (`generate.canonical`); text RDKit cannot
+    read -> itself. Beams repeat across an input's candidates: each is parsed once."""
+    return {t: molecules.canonical_smiles(t) or t for t in dict.fromkeys(texts)}
 
 
 def input_spellings(task: str, inputs: list[str], n: int) -> list[list[str]]:

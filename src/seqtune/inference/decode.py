@@ -31,7 +31,7 @@ class DecodeSettings:
     precision: str = "auto"
     spellings: int = 1
     rerank_model: str = ""
-    # SMILES outputs rewritten canonical (chem.tasks.canonical_outputs) before verify and scores.
+    # SMILES outputs rewritten canonical (chem.tasks.canonical_forms) before verify and scores.
     canonical: bool = False
 
     def __post_init__(self) -> None:
@@ -83,20 +83,18 @@ def decode_rows(model: Any, tokenizer: Any, fmt: PromptFormat, task: str, inputs
     outs, ranks, tops = _candidates(model, tokenizer, fmt, task, inputs, instructions, s, progress)
     canonical: dict[str, str] | None = None
     if s.canonical:  # each beam as the model wrote it -> its canonical form
-        from seqtune.chem.tasks import canonical_outputs
+        from seqtune.chem.tasks import canonical_forms
 
-        written = list(dict.fromkeys(c for cands in outs for c in cands))
-        canonical = dict(zip(written, canonical_outputs(written), strict=True))
-        tops = canonical_outputs(tops)
-    preds, verified = tops, None
+        canonical = canonical_forms([*tops, *(c for cands in outs for c in cands)])
+        tops = [canonical[t] for t in tops]
     if reverse is not None:
         outs = channel_rerank(model, tokenizer, fmt, inputs, instructions, outs, reverse, s.batch_size, s.precision,
                               reverse_text=canonical)
         ranks = None
     if canonical is not None:  # after reranking, which scores each beam as its model wrote it
         outs = [[canonical[c] for c in cands] for cands in outs]
-    if reverse is not None:
-        preds = [c[0] if c else top for c, top in zip(outs, tops)]
+    preds = [c[0] if c else top for c, top in zip(outs, tops)] if reverse is not None else tops
+    verified = None
     if s.verifying:
         from seqtune.chem.verify import pick
 

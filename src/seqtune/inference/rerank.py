@@ -81,8 +81,9 @@ def channel_scores(model: Any, tokenizer: Any, fmt: PromptFormat, inputs: list[s
     flat = [(i, y) for i, cands in enumerate(unique) for y in cands]
     forward = completion_logprobs(model, tokenizer, fmt, [(inputs[i], y, instructions[i]) for i, y in flat],
                                   batch_size, precision)
+    read = reverse_text or {}
     backward = completion_logprobs(rev_model, rev_tok, rev_info.format,
-                                   [((reverse_text or {}).get(y, y), inputs[i], rev_info.instruction) for i, y in flat],
+                                   [(read.get(y, y), inputs[i], rev_info.instruction) for i, y in flat],
                                    batch_size, precision)
     scores: list[dict[str, tuple[float, float]]] = [{} for _ in inputs]
     for (i, y), f, b in zip(flat, forward, backward, strict=True):
