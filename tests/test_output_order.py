@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from seqtune.config import load_config
+from seqtune.config import config_to_dict, load_config
 from seqtune.errors import ConfigError
 
 pytest.importorskip("rdkit")
@@ -20,17 +20,17 @@ SMILES = ["Cc1cc(O)cc(Br)c1", "Cc1c(Cl)cccc1[N+](=O)[O-]", "CCC(CCCCCC(=O)O)C(=O
 
 
 @needs_java
-def test_name_order_outputs_keep_the_molecule_and_follow_the_name():
-    from seqtune.chem.tasks import name_order_outputs
+def test_name_ordered_smiles_keep_the_molecule_and_follow_the_name():
+    from seqtune.chem.tasks import name_ordered_smiles
 
-    ordered = name_order_outputs(NAMES, SMILES)
+    ordered = name_ordered_smiles(NAMES, SMILES)
     assert [molecules.canonical_smiles(s) for s in ordered] == SMILES
     assert ordered != SMILES
     # the first prefix of the name is the first atom written; the canonical SMILES starts elsewhere
     assert ordered[0].startswith("Br") and ordered[1].startswith("Cl")
     assert not SMILES[0].startswith("Br") and not SMILES[1].startswith("Cl")
     # a name OPSIN cannot read, or one of another molecule, leaves its output as it is
-    assert name_order_outputs(["not a name at all", "ethanol"], ["CCO", "CCN"]) == ["CCO", "CCN"]
+    assert name_ordered_smiles(["not a name at all", "ethanol"], ["CCO", "CCN"]) == ["CCO", "CCN"]
 
 
 def _cfg(**over):
@@ -49,6 +49,9 @@ def test_output_order_and_canonical_are_checked_against_the_task():
         _cfg(data__task="randomsmiles2canonical", data__output_order="name", generate__canonical=True)
     with pytest.raises(ConfigError, match="generate.canonical: rewrites SMILES outputs, and 'smiles2iupac'"):
         _cfg(data__task="smiles2iupac", generate__canonical=True)
+    assert _cfg(data__task="smiles2iupac", data__input_order="name").data.input_order == "name"
+    with pytest.raises(ConfigError, match="data.input_order: name orders SMILES inputs by their output names"):
+        _cfg(data__input_order="name")  # iupac2smiles reads names
 
 
 def _decode(monkeypatch, beams, canonical, verify="well_formed"):
@@ -102,6 +105,13 @@ def test_the_reverse_model_reads_the_canonical_form_and_the_forward_one_the_beam
     assert [got[y][0] for y in written] == pytest.approx(forward, abs=1e-4)
     assert forward[0] != pytest.approx(forward[1], abs=1e-4)  # the beams' own spellings are scored
     assert [got[y][1] for y in written] == pytest.approx([backward, backward], abs=1e-4)
+    # a reverse model taught SMILES in its names' order (data.input_order: name) reads the beams as written
+    taught = SimpleNamespace(format=fmt, instruction="", extra={"config": {"data": {"input_order": "name"}}})
+    got = rerank.channel_scores(model, tok, fmt, ["ethanol"], [""], [written], (reverse, tok, taught), 2, "fp32",
+                                canonical)[0]
+    as_written = rerank.completion_logprobs(reverse, tok, fmt, [(y, "ethanol", "") for y in written], precision="fp32")
+    assert [got[y][1] for y in written] == pytest.approx(as_written, abs=1e-4)
+    assert as_written[0] != pytest.approx(as_written[1], abs=1e-4)
 
 
 @needs_java
@@ -133,6 +143,13 @@ def test_a_name_order_run_trains_on_ordered_outputs_and_predicts_canonical(tmp_p
     run_pipeline(cfg)
     rows = [json.loads(x) for x in (tmp_path / "run" / "predictions" / "test.jsonl").read_text().splitlines()]
     assert rows and all(molecules.canonical_smiles(r["prediction"]) in (None, r["prediction"]) for r in rows)
+    # its reranker, the same pairs read the other way, is taught the SMILES inputs in the same order
+    raw = config_to_dict(cfg)
+    reverse = load_config(None, {**raw, "data": {**raw["data"], "task": "smiles2iupac", "input_column": "output",
+                                                 "output_column": "input", "output_order": "as_is",
+                                                 "input_order": "name"}, "generate": {"max_new_tokens": 8}})
+    read = training_pairs(reverse, run_splits(reverse).train, get_format("plain"))
+    assert sorted((p.output, p.input) for p in read) == sorted((p.input, p.output) for p in taught)
 
 
 def test_reranked_beams_are_made_canonical_after_the_reranker_saw_both_spellings(monkeypatch):

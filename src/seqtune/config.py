@@ -9,7 +9,6 @@ fails before any work starts, with a message naming the key.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from seqtune.config_sources import (
     parse_override_args,
     read_yaml,
 )
-from seqtune.config_values import coerce
+from seqtune.config_values import coerce, logger_names
 from seqtune.errors import ConfigError
 from seqtune.io import atomic_write_text
 
@@ -85,6 +84,10 @@ class DataConfig:
     # its molecule from the input name, so the SMILES reads in the name's order; validation and test
     # references stay as they are. Needs generate.canonical, which turns predictions canonical again.
     output_order: Literal["as_is", "name"] = "as_is"
+    # name (smiles2iupac): every training input SMILES is written in the atom order OPSIN builds it
+    # from its output name; for a reranker of a name -> SMILES model taught output_order: name, which
+    # reads that model's beams as they are written (inference.rerank).
+    input_order: Literal["as_is", "name"] = "as_is"
 
 
 @dataclass
@@ -240,23 +243,6 @@ def _field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
-# train.logger's names -> (module imported, pip package that provides it).
-LOGGERS = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow-skinny"),
-           "wandb": ("wandb", "wandb"), "trackio": ("trackio", "trackio")}
-
-
-def logger_names(value: str) -> list[str]:
-    """The trackers `train.logger` names, each known and installed: checked on load, before any work."""
-    names = list(dict.fromkeys(n for n in (s.strip() for s in value.split(",")) if n and n != "none"))
-    for name in names:
-        module, package = LOGGERS.get(name, ("", ""))
-        if not module:
-            raise KeyedConfigError("train.logger", f"train.logger: {name!r} is not one of none, {', '.join(LOGGERS)}")
-        if importlib.util.find_spec(module) is None:
-            raise KeyedConfigError("train.logger", f"train.logger: {name} is not installed (pip install {package})")
-    return names
-
-
 def _check_ranges(cfg: RunConfig) -> None:
     d, m, t, g = cfg.data, cfg.model, cfg.train, cfg.generate
     positive = {
@@ -318,7 +304,7 @@ def _check_ranges(cfg: RunConfig) -> None:
 
 
 def _check_output_order(d: DataConfig, g: GenerateConfig) -> None:
-    from seqtune.chem import INPUT_KINDS, SMILES_OUTPUT_TASKS
+    from seqtune.chem import INPUT_KINDS, NAME_OUTPUT_TASKS, SMILES_OUTPUT_TASKS
 
     if g.canonical and d.task not in SMILES_OUTPUT_TASKS:
         raise KeyedConfigError("generate.canonical", f"generate.canonical: rewrites SMILES outputs, and {d.task!r} "
@@ -330,6 +316,9 @@ def _check_output_order(d: DataConfig, g: GenerateConfig) -> None:
         if not g.canonical:
             raise KeyedConfigError("data.output_order", "data.output_order: name teaches non-canonical SMILES; set "
                                    "generate.canonical: true so predictions are scored in canonical form")
+    if d.input_order == "name" and d.task not in NAME_OUTPUT_TASKS:
+        raise KeyedConfigError("data.input_order", "data.input_order: name orders SMILES inputs by their output "
+                               f"names ({', '.join(NAME_OUTPUT_TASKS)}), not {d.task!r}")
 
 
 def config_keys(cls: type | None = None, prefix: str = "") -> list[str]:

@@ -2,16 +2,19 @@
 
 YAML and the command line hand over strings, numbers and booleans as written; each is checked
 (and a CLI string converted) here, field by field, so that seqtune.config only walks the
-dataclasses. This module knows nothing of them.
+dataclasses. This module knows nothing of them. Also the one value checked against the
+environment: the trackers train.logger names, each installed.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import types
 import typing
 from typing import Any, Literal
 
+from seqtune.config_sources import KeyedConfigError
 from seqtune.errors import ConfigError
 
 
@@ -74,3 +77,20 @@ def coerce(key: str, value: Any, tp: Any) -> Any:
             return str(value)
         raise ConfigError(f"{key}: expected a string, got {value!r}")
     raise ConfigError(f"{key}: unsupported type {tp}")
+
+
+# train.logger's names -> (module imported, pip package that provides it).
+LOGGERS = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow-skinny"),
+           "wandb": ("wandb", "wandb"), "trackio": ("trackio", "trackio")}
+
+
+def logger_names(value: str) -> list[str]:
+    """The trackers `train.logger` names, each known and installed: checked on load, before any work."""
+    names = list(dict.fromkeys(n for n in (s.strip() for s in value.split(",")) if n and n != "none"))
+    for name in names:
+        module, package = LOGGERS.get(name, ("", ""))
+        if not module:
+            raise KeyedConfigError("train.logger", f"train.logger: {name!r} is not one of none, {', '.join(LOGGERS)}")
+        if importlib.util.find_spec(module) is None:
+            raise KeyedConfigError("train.logger", f"train.logger: {name} is not installed (pip install {package})")
+    return names

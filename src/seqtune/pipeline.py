@@ -161,6 +161,7 @@ def _fingerprint(cfg: RunConfig, splits: Splits) -> dict[str, Any]:
             "keep_layers": m.keep_layers, "freeze_embeddings": m.freeze_embeddings, "mix": d.mix, "augment": d.augment,
             "output_vocab": m.output_vocab, **({"answer_marker": m.answer_marker} if m.answer_marker else {}),
             **({"output_order": d.output_order} if d.output_order != "as_is" else {}),
+            **({"input_order": d.input_order} if d.input_order != "as_is" else {}),
             **({"init": m.init, "config_overrides": m.config_overrides} if m.init == "scratch" else {}),
             # A LoRA checkpoint's adapters only fit the settings they were made with.
             **({"lora_r": m.lora_r, "lora_alpha": m.lora_alpha, "lora_dropout": m.lora_dropout,

@@ -84,7 +84,7 @@ def preflight(cfg: RunConfig, time_steps: bool = True) -> str:
     total, trainable = count_params(model)
     lines.append(f"model: {cfg.model.name} ({total / 1e6:.1f}M parameters, {trainable / 1e6:.2f}M trainable, "
                  f"{cfg.model.method}); format {fmt.name}")
-    # The pairs the run trains on: its split with data.output_order and data.mix applied.
+    # The pairs the run trains on: its split with data.output_order/input_order and data.mix applied.
     pairs = {"train": training_pairs(cfg, splits.train, fmt), "val": splits.val, "test": splits.test}
     enc = {name: encode_pairs(pairs[name], tok, fmt, cfg.data.instruction, cfg.data.max_length, cfg.data.overlength,
                               name) for name in ("train", "val", "test")}

@@ -1,5 +1,5 @@
-"""What a run trains on: its training split, the outputs in `data.output_order`, plus the pairs of
-`data.mix`. One owner, so `seqtune check` plans the same examples `seqtune run` trains on."""
+"""What a run trains on: its training split, its SMILES in `data.output_order` / `data.input_order`,
+plus the pairs of `data.mix`. One owner, so `seqtune check` plans the same examples `seqtune run` trains on."""
 
 from __future__ import annotations
 
@@ -12,13 +12,17 @@ from seqtune.prompts import PromptFormat
 
 
 def training_pairs(cfg: RunConfig, train: list[Pair], fmt: PromptFormat) -> list[Pair]:
-    """The training split (its outputs in `data.output_order`) plus the pairs of `data.mix`
-    (other tasks on the same molecules)."""
-    if cfg.data.output_order == "name":
-        from seqtune.chem.tasks import name_order_outputs
+    """The training split (its SMILES in `data.output_order` / `data.input_order`) plus the pairs
+    of `data.mix` (other tasks on the same molecules)."""
+    if cfg.data.output_order == "name" or cfg.data.input_order == "name":
+        from seqtune.chem.tasks import name_ordered_smiles
 
-        ordered = name_order_outputs([p.input for p in train], [p.output for p in train])
-        train = [replace(p, output=o) for p, o in zip(train, ordered, strict=True)]
+        if cfg.data.output_order == "name":
+            ordered = name_ordered_smiles([p.input for p in train], [p.output for p in train])
+            train = [replace(p, output=o) for p, o in zip(train, ordered, strict=True)]
+        else:
+            ordered = name_ordered_smiles([p.output for p in train], [p.input for p in train])
+            train = [replace(p, input=o) for p, o in zip(train, ordered, strict=True)]
     extra = [t.strip() for t in cfg.data.mix.split(",") if t.strip()]
     if not extra:
         return train

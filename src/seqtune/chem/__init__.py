@@ -25,5 +25,7 @@ INPUT_KINDS: dict[str, str] = {
 CHEM_TASKS: frozenset[str] = frozenset(INPUT_KINDS)
 # The tasks whose outputs are SMILES, which `generate.canonical` may rewrite in canonical form.
 SMILES_OUTPUT_TASKS: tuple[str, ...] = ("iupac2smiles", "randomsmiles2canonical")
+# The tasks from SMILES to names, whose inputs `data.input_order: name` may write in the name's order.
+NAME_OUTPUT_TASKS: tuple[str, ...] = ("smiles2iupac",)
 
-__all__ = ["CHEM_TASKS", "INPUT_KINDS", "SMILES_OUTPUT_TASKS"]
+__all__ = ["CHEM_TASKS", "INPUT_KINDS", "NAME_OUTPUT_TASKS", "SMILES_OUTPUT_TASKS"]

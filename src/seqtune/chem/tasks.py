@@ -284,14 +284,14 @@ def random_smiles_inputs(inputs: list[str], epoch: int, seed: int) -> list[str]:
     return out
 
 
-def name_order_outputs(names: list[str], outputs: list[str]) -> list[str]:
-    """Each output SMILES rewritten in the atom order OPSIN builds its molecule from the paired
-    name (RDKit writes it, aromatic, not canonical), so the SMILES reads in the order the name does:
-    its first substituent first, its locants in turn (`data.output_order: name`). RDKit's canonical
-    order is a global ranking the model must otherwise learn on top of the name. An output whose
-    name OPSIN cannot read, or reads as another molecule, is kept as it is."""
+def name_ordered_smiles(names: list[str], smiles_list: list[str]) -> list[str]:
+    """Each SMILES rewritten in the atom order OPSIN builds its molecule from the paired name
+    (RDKit writes it, aromatic, not canonical), so the SMILES reads in the order the name does:
+    its first substituent first, its locants in turn (`data.output_order` / `data.input_order: name`).
+    RDKit's canonical order is a global ranking a model must otherwise learn on top of the name.
+    A SMILES whose name OPSIN cannot read, or reads as another molecule, is kept as it is."""
     out = []
-    for parsed, smiles in zip(opsin.parse_names(list(names)), outputs, strict=True):
+    for parsed, smiles in zip(opsin.parse_names(list(names)), smiles_list, strict=True):
         mol = molecules.mol_from_smiles(parsed)
         if mol is None or molecules.canonical_from_mol(mol) != molecules.canonical_smiles(smiles):
             out.append(smiles)

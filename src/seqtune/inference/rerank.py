@@ -69,19 +69,27 @@ def load_reverse(folder: str, device: str) -> tuple[Any, Any, Any]:
     return model.to(device), tok, info
 
 
+def reads_name_order(info: Any) -> bool:
+    """Whether a reverse model was taught SMILES in the order their names read (data.input_order:
+    name), so reads a name-order model's beams (data.output_order: name) best as they are written."""
+    extra = getattr(info, "extra", None) or {}
+    return extra.get("config", {}).get("data", {}).get("input_order") == "name"
+
+
 def channel_scores(model: Any, tokenizer: Any, fmt: PromptFormat, inputs: list[str], instructions: list[str],
                    candidates: list[list[str]], reverse: tuple[Any, Any, Any], batch_size: int = 32,
                    precision: str = "auto", reverse_text: dict[str, str] | None = None
                    ) -> list[dict[str, tuple[float, float]]]:
     """For each input x, its distinct candidates y (in their order) with (log P(y | x), log P(x | y)),
     the second under `reverse` (load_reverse: a model of outputs -> inputs, in its own prompt format),
-    which reads y as `reverse_text` rewrites it (e.g. canonical SMILES, the spelling it was trained on)."""
+    which reads y as `reverse_text` rewrites it (e.g. canonical SMILES, the spelling it was trained on)
+    unless it was taught SMILES in its names' order (data.input_order: name): then as y is written."""
     rev_model, rev_tok, rev_info = reverse
     unique = [list(dict.fromkeys(cands)) for cands in candidates]
     flat = [(i, y) for i, cands in enumerate(unique) for y in cands]
     forward = completion_logprobs(model, tokenizer, fmt, [(inputs[i], y, instructions[i]) for i, y in flat],
                                   batch_size, precision)
-    read = reverse_text or {}
+    read = {} if reads_name_order(rev_info) else reverse_text or {}
     backward = completion_logprobs(rev_model, rev_tok, rev_info.format,
                                    [(read.get(y, y), inputs[i], rev_info.instruction) for i, y in flat],
                                    batch_size, precision)

@@ -16,9 +16,9 @@ from typing import Any
 
 import yaml
 
-from seqtune.config import logger_names
 from seqtune.config_help import yaml_value
 from seqtune.config_sources import flatten
+from seqtune.config_values import logger_names
 from seqtune.errors import ConfigError
 from seqtune.rundir import RunDir
 
