@@ -17,8 +17,8 @@ reverse scores (nineteenth session: no gain over the better reranker alone). --u
 only the inputs that DIR's chain of models never trained on (seqtune.lineage). --scores keeps the
 scored beams (JSONL) and reads them back on the next call instead of decoding again. --canonical,
 for a model taught non-canonical SMILES (data.output_order: name): the reverse model reads each
-beam canonical, and a beam counts as right, and as well-formed, by its canonical form (what
-generate.canonical does). Choose on validation, read the test once.
+beam canonical (as written if it was taught SMILES in the name's order, data.input_order: name), and
+a beam counts as right, and as well-formed, by its canonical form (what generate.canonical does). Choose on validation, read the test once.
 """
 
 from __future__ import annotations
