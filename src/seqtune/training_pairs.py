@@ -14,15 +14,10 @@ from seqtune.prompts import PromptFormat
 def training_pairs(cfg: RunConfig, train: list[Pair], fmt: PromptFormat) -> list[Pair]:
     """The training split (its SMILES in `data.output_order` / `data.input_order`) plus the pairs
     of `data.mix` (other tasks on the same molecules)."""
-    if cfg.data.output_order == "name" or cfg.data.input_order == "name":
-        from seqtune.chem.tasks import name_ordered_smiles
-
-        if cfg.data.output_order == "name":
-            ordered = name_ordered_smiles([p.input for p in train], [p.output for p in train])
-            train = [replace(p, output=o) for p, o in zip(train, ordered, strict=True)]
-        else:
-            ordered = name_ordered_smiles([p.output for p in train], [p.input for p in train])
-            train = [replace(p, input=o) for p, o in zip(train, ordered, strict=True)]
+    if cfg.data.output_order == "name":
+        train = _name_ordered(train, smiles="output")
+    elif cfg.data.input_order == "name":  # the config allows one: they fit opposite tasks
+        train = _name_ordered(train, smiles="input")
     extra = [t.strip() for t in cfg.data.mix.split(",") if t.strip()]
     if not extra:
         return train
@@ -38,3 +33,13 @@ def training_pairs(cfg: RunConfig, train: list[Pair], fmt: PromptFormat) -> list
     except ValueError as err:
         raise ConfigError(str(err)) from None
     return train + [Pair(i, o, f"data.mix:{n + 1}", instr) for n, (i, o, instr) in enumerate(made)]
+
+
+def _name_ordered(train: list[Pair], smiles: str) -> list[Pair]:
+    """`train` with its `smiles` side ("input" or "output") written in the order the other side, a
+    name, reads (chem.tasks.name_ordered_smiles)."""
+    from seqtune.chem.tasks import name_ordered_smiles
+
+    name = "input" if smiles == "output" else "output"
+    ordered = name_ordered_smiles([getattr(p, name) for p in train], [getattr(p, smiles) for p in train])
+    return [replace(p, **{smiles: text}) for p, text in zip(train, ordered, strict=True)]
