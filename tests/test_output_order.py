@@ -9,6 +9,7 @@ import pytest
 
 from seqtune.config import config_to_dict, load_config
 from seqtune.errors import ConfigError
+from seqtune.modeling import ModelInfo
 
 pytest.importorskip("rdkit")
 from seqtune.chem import molecules, opsin  # noqa: E402
@@ -96,7 +97,7 @@ def test_the_reverse_model_reads_the_canonical_form_and_the_forward_one_the_beam
     model, tok = AutoModelForCausalLM.from_pretrained(tiny_gpt2_dir), AutoTokenizer.from_pretrained(tiny_gpt2_dir)
     reverse = make_model("gpt2", len(tok), seed=7)
     fmt = get_format("plain")
-    triple = (reverse, tok, SimpleNamespace(format=fmt, instruction=""))
+    triple = (reverse, tok, ModelInfo(fmt, "", "", "tiny", {}))
     written = ["C(C)O", "OCC"]
     canonical = {y: molecules.canonical_smiles(y) for y in written}
     got = rerank.channel_scores(model, tok, fmt, ["ethanol"], [""], [written], triple, 2, "fp32", canonical)[0]
@@ -106,7 +107,7 @@ def test_the_reverse_model_reads_the_canonical_form_and_the_forward_one_the_beam
     assert forward[0] != pytest.approx(forward[1], abs=1e-4)  # the beams' own spellings are scored
     assert [got[y][1] for y in written] == pytest.approx([backward, backward], abs=1e-4)
     # a reverse model taught SMILES in its names' order (data.input_order: name) reads the beams as written
-    taught = SimpleNamespace(format=fmt, instruction="", extra={"config": {"data": {"input_order": "name"}}})
+    taught = ModelInfo(fmt, "", "", "tiny", {"config": {"data": {"input_order": "name"}}})
     got = rerank.channel_scores(model, tok, fmt, ["ethanol"], [""], [written], (reverse, tok, taught), 2, "fp32",
                                 canonical)[0]
     as_written = rerank.completion_logprobs(reverse, tok, fmt, [(y, "ethanol", "") for y in written], precision="fp32")

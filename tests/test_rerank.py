@@ -2,7 +2,6 @@
 log P(y | x) + log P(x | y), the second under a model of the reverse task."""
 
 import json
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,6 +11,7 @@ from seqtune.config import load_config
 from seqtune.errors import ConfigError
 from seqtune.inference import rerank
 from seqtune.inference.decode import DecodeSettings
+from seqtune.modeling import ModelInfo
 from seqtune.prompts import encode_example, get_format
 from seqtune.rundir import RunDir
 
@@ -63,7 +63,7 @@ def test_rerank_orders_the_distinct_candidates_by_both_directions(tiny_gpt2_dir)
     reverse = make_model("gpt2", len(tok), seed=7)  # another model: the reverse direction's scores differ
     fmt = get_format("plain")
     candidates = [["ethanol", "methanol", "ethanol", "propanol"], ["benzene"]]
-    triple = (reverse, tok, SimpleNamespace(format=fmt, instruction=""))
+    triple = (reverse, tok, ModelInfo(fmt, "", "", "tiny", {}))
     ranked = rerank.channel_rerank(model, tok, fmt, ["CCO", "c1ccccc1"], ["", ""], candidates, triple, 2, "fp32")
     distinct = ["ethanol", "methanol", "propanol"]
     forward = rerank.completion_logprobs(model, tok, fmt, [("CCO", y, "") for y in distinct], precision="fp32")

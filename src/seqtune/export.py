@@ -18,7 +18,7 @@ from typing import Any
 from seqtune.errors import SeqtuneError
 from seqtune.io import atomic_write_json, atomic_write_text, replace_dir
 from seqtune.model_card import base_hub_id, write_model_card
-from seqtune.modeling import FORMAT_FILE
+from seqtune.model_meta import FORMAT_FILE, saved_setting
 from seqtune.prompts import PromptFormat, encode_prompt
 from seqtune.rundir import RunDir
 
@@ -154,10 +154,10 @@ def finish_model_folder(folder: str | Path, tuned: dict[str, Any] | None = None,
     meta.update(write_prompt_files(folder, meta))
     meta.setdefault("command", command or run_command())
     meta["test_scores"] = {k: v for k, v in scores.items() if isinstance(v, (int, float))}
-    scratch = meta.get("config", {}).get("model", {}).get("init") == "scratch"
+    scratch = saved_setting(meta, "model.init") == "scratch"
     # Random weights shaped like the base: no "finetune" relation to it on the Hub.
     meta["base_model_hub_id"] = None if scratch else base_hub_id(meta.get("base_model", ""))
-    max_new = int(meta.get("config", {}).get("generate", {}).get("max_new_tokens", 128))
+    max_new = int(saved_setting(meta, "generate.max_new_tokens", 128))
     write_generation_config(folder, max_new, meta.get("output_vocab"))
     atomic_write_json(folder / FORMAT_FILE, meta)
     write_model_card(folder, meta, _read_json(run.run_info), metrics)

@@ -20,7 +20,7 @@ from seqtune.config import RunConfig
 from seqtune.data import Splits, load_splits
 from seqtune.errors import DataError
 from seqtune.io import read_jsonl
-from seqtune.modeling import FORMAT_FILE
+from seqtune.model_meta import FORMAT_FILE, saved_setting
 from seqtune.rundir import RunDir
 
 # A guard against a chain that loops (a run folder edited by hand to start from itself).
@@ -31,9 +31,9 @@ def _start_of(folder: Path) -> str | None:
     """The model.name the run that wrote `folder` started from, if its seqtune.json says."""
     try:
         meta = json.loads((folder / FORMAT_FILE).read_text(encoding="utf-8"))
-        name = meta["config"]["model"]["name"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError):
         return None
+    name = saved_setting(meta, "model.name") if isinstance(meta, dict) else None
     return name if isinstance(name, str) else None
 
 

@@ -16,11 +16,10 @@ import torch
 from seqtune.config import ModelConfig
 from seqtune.errors import ModelError
 from seqtune.io import atomic_write_json, atomic_write_text
+from seqtune.model_meta import FORMAT_FILE, saved_setting
 from seqtune.output_vocab import restrict_output, stock_head
 from seqtune.prompts import SPLITS, PromptFormat
 from seqtune.runtime import cache_dir, package_dir
-
-FORMAT_FILE = "seqtune.json"
 
 
 def _installed(package: str) -> Path:
@@ -280,6 +279,10 @@ class ModelInfo:
     instruction: str
     base_model: str
     extra: dict[str, Any]
+
+    def saved(self, key: str, default: Any = None) -> Any:
+        """A setting of the run that trained the model ("data.input_order"), else `default`."""
+        return saved_setting(self.extra, key, default)
 
 
 def save_model(model: Any, tokenizer: Any, out: str | Path, info: ModelInfo, card: str | None = None) -> Path:

@@ -14,12 +14,15 @@ model only, and no well-kept library rescores them under a second one."""
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from seqtune.prompts import PromptFormat, encode_example
 from seqtune.runtime import autocast_dtype
+
+if TYPE_CHECKING:
+    from seqtune.modeling import ModelInfo
 
 
 @torch.inference_mode()
@@ -69,11 +72,10 @@ def load_reverse(folder: str, device: str) -> tuple[Any, Any, Any]:
     return model.to(device), tok, info
 
 
-def reads_name_order(info: Any) -> bool:
+def reads_name_order(info: ModelInfo) -> bool:
     """Whether a reverse model was taught SMILES in the order their names read (data.input_order:
     name), so reads a name-order model's beams (data.output_order: name) best as they are written."""
-    extra = getattr(info, "extra", None) or {}
-    return extra.get("config", {}).get("data", {}).get("input_order") == "name"
+    return info.saved("data.input_order") == "name"
 
 
 def channel_scores(model: Any, tokenizer: Any, fmt: PromptFormat, inputs: list[str], instructions: list[str],

@@ -137,11 +137,11 @@ def create_app(model_dir: str | Path, limits: Limits | None = None, loaded: tupl
     verifier = _verifier(info.task)
     batcher = Batcher(_decoder(model, tok, info, limits.max_batch), verifier,
                       max_batch=limits.max_batch, max_wait_ms=limits.max_wait_ms, max_queue=limits.max_queue)
-    trained_new = int(info.extra.get("config", {}).get("generate", {}).get("max_new_tokens", limits.max_new_tokens))
+    trained_new = int(info.saved("generate.max_new_tokens", limits.max_new_tokens))
     kind, draw = _kinds(info.task)
     about = {
         "task": info.task, "base_model": info.base_model, "base_model_hub_id": info.extra.get("base_model_hub_id"),
-        "format": info.format.name, "input_column": info.extra.get("config", {}).get("data", {}).get("input_column"),
+        "format": info.format.name, "input_column": info.saved("data.input_column"),
         "input_kind": kind, "draw": draw, "verify": verifier is not None,
         "scores": _card_scores(folder, info.extra.get("test_scores", {})),
         "default_max_new_tokens": min(trained_new, limits.max_new_tokens),

@@ -1,0 +1,25 @@
+"""A trained model folder's seqtune.json: its name, and the settings of the run that made it.
+
+Besides the prompt format, task and instruction (which seqtune.modeling reads and checks), the
+file keeps the run's whole config under "config". Prediction, the reranker, export, the server
+and the lineage check each want one value of it; `saved_setting` is the one place that walks it,
+so that a model saved before a setting existed, or a hand-edited file, reads as "not set" alike.
+No torch here: the command-line paths that only read a model's settings stay light.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+FORMAT_FILE = "seqtune.json"
+
+
+def saved_setting(meta: Mapping[str, Any], key: str, default: Any = None) -> Any:
+    """The run setting `key` ("data.input_order") kept in a seqtune.json's "config", else `default`."""
+    node: Any = meta.get("config")
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return node
