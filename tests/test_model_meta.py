@@ -25,3 +25,17 @@ def test_model_info_reads_its_own_saved_config() -> None:
     info = ModelInfo(get_format("plain"), "iupac2smiles", "", "tiny", META)
     assert info.saved("data.input_column") == "smiles"
     assert ModelInfo(get_format("plain"), "toy", "", "tiny", {}).saved("data.input_order") is None
+
+
+def test_read_saved_gives_an_empty_object_for_any_unreadable_file(tmp_path) -> None:
+    from seqtune.model_meta import FORMAT_FILE, read_saved
+
+    assert read_saved(tmp_path / "absent") == {}
+    (tmp_path / FORMAT_FILE).write_text("{truncated", encoding="utf-8")
+    assert read_saved(tmp_path) == {}
+    (tmp_path / FORMAT_FILE).write_text("[1, 2]", encoding="utf-8")
+    assert read_saved(tmp_path) == {}
+    (tmp_path / FORMAT_FILE).write_bytes(b"\xff\xfe")
+    assert read_saved(tmp_path) == {}
+    (tmp_path / FORMAT_FILE).write_text('{"config": {"model": {"name": "base"}}}', encoding="utf-8")
+    assert saved_setting(read_saved(tmp_path), "model.name") == "base"

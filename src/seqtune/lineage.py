@@ -13,14 +13,13 @@ checked; the chain stops there."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from seqtune.config import RunConfig
 from seqtune.data import Splits, load_splits
 from seqtune.errors import DataError
 from seqtune.io import read_jsonl
-from seqtune.model_meta import FORMAT_FILE, saved_setting
+from seqtune.model_meta import read_saved, saved_setting
 from seqtune.rundir import RunDir
 
 # A guard against a chain that loops (a run folder edited by hand to start from itself).
@@ -29,11 +28,7 @@ _MAX_LINKS = 32
 
 def _start_of(folder: Path) -> str | None:
     """The model.name the run that wrote `folder` started from, if its seqtune.json says."""
-    try:
-        meta = json.loads((folder / FORMAT_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    name = saved_setting(meta, "model.name") if isinstance(meta, dict) else None
+    name = saved_setting(read_saved(folder), "model.name")
     return name if isinstance(name, str) else None
 
 

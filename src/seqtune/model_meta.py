@@ -9,10 +9,22 @@ No torch here: the command-line paths that only read a model's settings stay lig
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 FORMAT_FILE = "seqtune.json"
+
+
+def read_saved(folder: Path) -> dict[str, Any]:
+    """A model folder's seqtune.json as read, or {} when it is missing, unreadable or not an object:
+    for readers that fall back to a default (seqtune.modeling checks the file where it must load)."""
+    try:
+        meta = json.loads((folder / FORMAT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def saved_setting(meta: Mapping[str, Any], key: str, default: Any = None) -> Any:

@@ -21,7 +21,7 @@ from seqtune.io import (
     write_error,
 )
 from seqtune.metrics import score
-from seqtune.model_meta import FORMAT_FILE, saved_setting
+from seqtune.model_meta import read_saved, saved_setting
 from seqtune.rundir import RunDir
 
 
@@ -60,11 +60,7 @@ def read_table(source: str, input_column: str,
 
 def trained_input_column(model_dir: str) -> str | None:
     """The input column of the model's training data, as recorded in its seqtune.json."""
-    try:
-        meta = json.loads((Path(model_dir) / FORMAT_FILE).read_text(encoding="utf-8"))
-        column = saved_setting(meta, "data.input_column")
-    except (OSError, ValueError, AttributeError):
-        return None
+    column = saved_setting(read_saved(Path(model_dir)), "data.input_column")
     return column if isinstance(column, str) and column else None
 
 
