@@ -105,9 +105,10 @@ class ModelConfig:
     # Prompt format: plain | instruct | chat, or a path to a Jinja template file.
     format: str = "instruct"
     # How inputs / outputs are spelled inside the prompt (undone on predictions):
-    # none | smiles (a space between SMILES tokens: atoms, bonds, ring digits) | chars.
-    input_split: Literal["none", "smiles", "chars"] = "none"
-    output_split: Literal["none", "smiles", "chars"] = "none"  # As input_split, for the outputs.
+    # none | smiles (a space between SMILES tokens: atoms, bonds, ring digits) | chars |
+    # morphemes (IUPAC names, the text unchanged: each morpheme tokenised on its own).
+    input_split: Literal["none", "smiles", "chars", "morphemes"] = "none"
+    output_split: Literal["none", "smiles", "chars", "morphemes"] = "none"  # As input_split, for the outputs.
     # Outputs that show their working first ("working<marker>answer"): the model learns to write
     # both, and only what follows the last marker is its answer (predicted, scored, served);
     # references are read the same way. "" = outputs are answers only.

@@ -104,6 +104,9 @@ def _spelling_lines(split: str) -> list[str]:
     if split == "chars":
         return ["", "def spell(s):  # one space between characters, a real space as _, as in training",
                 "    return \" \".join(\"_\" if c == \" \" else c for c in s)", ""]
+    if split == "morphemes":
+        return ["", "def spell(s):  # trained on the name tokenised a morpheme at a time (seqtune.name_morphemes):",
+                "    return s  # this plain tokenisation is close; `seqtune predict` prompts exactly as in training", ""]
     return []
 
 

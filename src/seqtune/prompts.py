@@ -34,7 +34,9 @@ CHAT = "chat"
 # model sees is one chemical unit instead of a BPE merge such as "(=" or "ccc".
 # `chars`: one space between characters (a real space becomes "_"), the finest spelling.
 # Both are undone on the model's output, so predictions and scores see plain text.
-SPLITS = ("none", "smiles", "chars")
+# `morphemes` (IUPAC names): the text unchanged, each morpheme tokenised on its own
+# (seqtune.name_morphemes), so that one morpheme always gets the same tokens.
+SPLITS = ("none", "smiles", "chars", "morphemes")
 # The SMILES tokenizer regex of Schwaller et al. (Molecular Transformer, 2019), the one
 # chemistry language models use; no maintained package exposes it on its own.
 SMILES_TOKEN = re.compile(
@@ -44,7 +46,7 @@ SMILES_TOKEN = re.compile(
 
 def split_text(text: str, how: str) -> str:
     """`text` spelled as `how` says (see SPLITS); `join_text` undoes it."""
-    if how == "none":
+    if how in ("none", "morphemes"):  # morphemes: cut where the text is tokenised (_text_ids)
         return text
     if how == "smiles":
         tokens = SMILES_TOKEN.findall(text)
@@ -57,7 +59,7 @@ def split_text(text: str, how: str) -> str:
 
 
 def join_text(text: str, how: str) -> str:
-    if how == "none":
+    if how in ("none", "morphemes"):
         return text
     if how == "smiles":
         return "".join(text.split())
@@ -233,8 +235,11 @@ def encode_prompt(tokenizer: Any, fmt: PromptFormat, input: str, instruction: st
     add = fmt.template is not None
     specials = _special_tokens(tokenizer)
     matches = list(specials.finditer(text)) if specials is not None else []
-    if any(_overlaps(m.span(), spans) for m in matches):
-        ids = _encode_user_text_plain(tokenizer, text, [m for m in matches if not _overlaps(m.span(), spans)], add)
+    by_morpheme = fmt.input_split == "morphemes"
+    if by_morpheme or any(_overlaps(m.span(), spans) for m in matches):
+        inputs = [(a, b) for a, b in spans if text[a:b] == input] if by_morpheme else []
+        ids = _encode_user_text_plain(tokenizer, text, [m for m in matches if not _overlaps(m.span(), spans)], add,
+                                      inputs)
     else:
         ids = tokenizer(text, add_special_tokens=add)["input_ids"]
     eos = tokenizer.eos_token_id
@@ -268,19 +273,24 @@ def _overlaps(span: tuple[int, int], spans: list[tuple[int, int]]) -> bool:
     return any(span[0] < b and a < span[1] for a, b in spans)
 
 
-def _encode_user_text_plain(tokenizer: Any, text: str, template_tokens: list[re.Match[str]], add: bool) -> list[int]:
+def _encode_user_text_plain(tokenizer: Any, text: str, template_tokens: list[re.Match[str]], add: bool,
+                            by_morpheme: list[tuple[int, int]] | None = None) -> list[int]:
     """`text` tokenised as the tokenizer would, except that only `template_tokens` become special
-    tokens; special-token text elsewhere (the user's) is tokenised as text, as outputs are.
+    tokens; special-token text elsewhere (the user's) is tokenised as text, as outputs are; and the
+    spans `by_morpheme` (an input spelled by morphemes) are tokenised a morpheme at a time.
 
     The tokenizer itself cuts a text at its special tokens and tokenises the pieces between them
     on their own, so doing the same here gives the same ids wherever the user's text is ordinary.
     """
+    cuts = sorted([(m.start(), m.end(), m.group()) for m in template_tokens]
+                  + [(a, b, None) for a, b in by_morpheme or []])
     ids: list[int] = []
     pos = 0
-    for m in template_tokens:
-        ids += _plain_ids(tokenizer, text[pos:m.start()])
-        ids.append(tokenizer.convert_tokens_to_ids(m.group()))
-        pos = m.end()
+    for start, end, special in cuts:
+        ids += _plain_ids(tokenizer, text[pos:start])
+        ids += [tokenizer.convert_tokens_to_ids(special)] if special else _text_ids(tokenizer, text[start:end],
+                                                                                     "morphemes")
+        pos = end
     ids += _plain_ids(tokenizer, text[pos:])
     if add:
         before, after = _added_around(tokenizer)
@@ -295,6 +305,41 @@ def _plain_ids(tokenizer: Any, text: str) -> list[int]:
     if not text:
         return []
     return list(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+
+
+def _text_ids(tokenizer: Any, text: str, split: str) -> list[int]:
+    """The ids of a user's text (an output, or an input spelled by morphemes) in its spelling."""
+    if split != "morphemes":
+        return _plain_ids(tokenizer, text)
+    from seqtune.name_morphemes import morphemes
+
+    pieces = morphemes(text)
+    if not pieces:
+        return []
+    _require_joinable_pieces(tokenizer)
+    return [i for ids in tokenizer(pieces, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+            for i in ids]
+
+
+_joinable_cache: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+def _require_joinable_pieces(tokenizer: Any) -> None:
+    """Pieces tokenised one by one must decode to the text they came from: a tokenizer that marks
+    the start of every text it is given (SentencePiece's "▁" prefix) would put spaces into names."""
+    try:
+        ok = _joinable_cache[tokenizer]
+    except (KeyError, TypeError):
+        ids = [i for piece in tokenizer(["2-", "meth", "yl"], add_special_tokens=False)["input_ids"] for i in piece]
+        ok = tokenizer.decode(ids) == "2-methyl"
+        try:
+            _joinable_cache[tokenizer] = ok
+        except TypeError:
+            pass
+    if not ok:
+        raise ConfigError("model.input_split / output_split: 'morphemes' needs a tokenizer that tokenises a text "
+                          "without marking its start (byte-level BPE: GPT-2, SmolLM, Llama 3); this one adds a "
+                          "prefix to each piece; use none or chars")
 
 
 def _added_around(tokenizer: Any) -> tuple[list[int], list[int]]:
@@ -313,9 +358,7 @@ def encode_completion(tokenizer: Any, output: str, fmt: PromptFormat) -> list[in
     if fmt.output_split == "chars" and "_" in fmt.answer(output):
         raise ConfigError("model.output_split: 'chars' spells a space as '_', and this output holds a '_' "
                           f"({output[:60]!r}); use output_split: none")
-    text = fmt.completion_text(output)
-    ids = tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
-    return list(ids) + [eos_id(tokenizer)]
+    return _text_ids(tokenizer, fmt.completion_text(output), fmt.output_split) + [eos_id(tokenizer)]
 
 
 def encode_example(
