@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import re
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -254,19 +255,28 @@ _special_cache: weakref.WeakKeyDictionary[Any, re.Pattern[str] | None] = weakref
 
 def _special_tokens(tokenizer: Any) -> re.Pattern[str] | None:
     """A pattern matching the tokenizer's special tokens, longest first (as its own matcher does)."""
+
+    def build() -> re.Pattern[str] | None:
+        added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+        texts = sorted({t.content for t in added.values() if getattr(t, "special", False) and t.content}
+                       | {t for t in getattr(tokenizer, "all_special_tokens", []) if t}, key=len, reverse=True)
+        return re.compile("|".join(map(re.escape, texts))) if texts else None
+
+    return _per_tokenizer(_special_cache, tokenizer, build)
+
+
+def _per_tokenizer(cache: weakref.WeakKeyDictionary[Any, Any], tokenizer: Any, build: Callable[[], Any]) -> Any:
+    """`build()` once per tokenizer: kept in `cache` unless the tokenizer cannot be weakly referenced."""
     try:
-        return _special_cache[tokenizer]
+        return cache[tokenizer]
     except (KeyError, TypeError):
         pass
-    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
-    texts = sorted({t.content for t in added.values() if getattr(t, "special", False) and t.content}
-                   | {t for t in getattr(tokenizer, "all_special_tokens", []) if t}, key=len, reverse=True)
-    pattern = re.compile("|".join(map(re.escape, texts))) if texts else None
+    value = build()
     try:
-        _special_cache[tokenizer] = pattern
+        cache[tokenizer] = value
     except TypeError:
         pass
-    return pattern
+    return value
 
 
 def _overlaps(span: tuple[int, int], spans: list[tuple[int, int]]) -> bool:
@@ -327,16 +337,11 @@ _joinable_cache: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionar
 def _require_joinable_pieces(tokenizer: Any) -> None:
     """Pieces tokenised one by one must decode to the text they came from: a tokenizer that marks
     the start of every text it is given (SentencePiece's "▁" prefix) would put spaces into names."""
-    try:
-        ok = _joinable_cache[tokenizer]
-    except (KeyError, TypeError):
+    def joins() -> bool:
         ids = [i for piece in tokenizer(["2-", "meth", "yl"], add_special_tokens=False)["input_ids"] for i in piece]
-        ok = tokenizer.decode(ids) == "2-methyl"
-        try:
-            _joinable_cache[tokenizer] = ok
-        except TypeError:
-            pass
-    if not ok:
+        return tokenizer.decode(ids) == "2-methyl"
+
+    if not _per_tokenizer(_joinable_cache, tokenizer, joins):
         raise ConfigError("model.input_split / output_split: 'morphemes' needs a tokenizer that tokenises a text "
                           "without marking its start (byte-level BPE: GPT-2, SmolLM, Llama 3); this one adds a "
                           "prefix to each piece; use none or chars")
