@@ -36,8 +36,8 @@ def _word(run: str) -> tuple[str, ...]:
     fewest: list[tuple[int, int]] = [(0, 0)] * (len(run) + 1)
     for i in range(len(run) - 1, -1, -1):
         sizes = [n for n in range(2, min(longest, len(run) - i) + 1) if run[i:i + n] in words] + [1]
-        fewest[i] = min((fewest[i + n][0] + 1, -n) for n in sizes)
-        fewest[i] = (fewest[i][0], -fewest[i][1])
+        size = min(sizes, key=lambda n: (fewest[i + n][0], -n))
+        fewest[i] = (fewest[i + size][0] + 1, size)
     out, i = [], 0
     while i < len(run):
         out.append(run[i:i + fewest[i][1]])
