@@ -18,7 +18,9 @@ only the inputs that DIR's chain of models never trained on (seqtune.lineage). -
 scored beams (JSONL) and reads them back on the next call instead of decoding again. --canonical,
 for a model taught non-canonical SMILES (data.output_order: name): the reverse model reads each
 beam canonical (as written if it was taught SMILES in the name's order, data.input_order: name), and
-a beam counts as right, and as well-formed, by its canonical form (what generate.canonical does). Choose on validation, read the test once.
+a beam counts as right, and as well-formed, by its canonical form (what generate.canonical does). For a task
+with a round trip (generate.verify: round_trip) it also prints that pick after the reranker's order.
+Choose on validation, read the test once.
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ def main() -> None:
 
         seen = chain_training_texts(args.unseen_by)[1]
         keep = [i for i, (x, r) in enumerate(zip(inputs, refs, strict=True)) if x not in seen and r not in seen]
-        refs, scores = [refs[i] for i in keep], [scores[i] for i in keep]
+        inputs, refs, scores = [inputs[i] for i in keep], [refs[i] for i in keep], [scores[i] for i in keep]
     from seqtune.chem import CHEM_TASKS
 
     beams = [list(per) for per in scores]
@@ -148,6 +150,21 @@ def main() -> None:
                 right += answer(max(pool or cands, key=value.__getitem__)) == ref
             cells.append(f"{100 * right / n:.1f} %")
         print(f"{name}: " + (f"all beams {cells[0]}, well-formed beams {cells[1]}" if formed else cells[0]))
+    if formed and get_task(task).round_trip is not None and all(inputs):
+        round_trip(task, inputs, refs, beams, scores, answer)
+
+
+def round_trip(task: str, inputs: list[str], refs: list[str], beams: list[list[str]], scores: list[Scores],
+               answer: Callable[[str], str]) -> None:
+    """generate.verify: round_trip after the reranker (w = 1): the first beam in reranked order that the
+    rules tool reads back to the input, else the reranked first."""
+    from seqtune.chem.verify import first_round_trip
+
+    ordered = [[answer(y) for y in sorted(b, key=lambda y, i=i: -(scores[i][y][0] + scores[i][y][1]))]
+               for i, b in enumerate(beams)]
+    picks = first_round_trip(task, inputs, ordered)
+    right = sum((o[p] if p is not None else (o[0] if o else "")) == r for o, p, r in zip(ordered, picks, refs))
+    print(f"round trip, else w = 1: {100 * right / len(refs):.1f} % ({sum(p is not None for p in picks)} passed)")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from seqtune.chem import CHEM_TASKS, molecules  # noqa: E402
 from seqtune.chem.metrics import score  # noqa: E402
-from seqtune.chem.verify import first_consistent, first_well_formed, molecule_vote, pick  # noqa: E402
+from seqtune.chem.verify import first_consistent, first_round_trip, first_well_formed, molecule_vote, pick  # noqa: E402
 
 CAFFEINE = "Cn1c(=O)c2c(ncn2C)n(C)c1=O"
 CAFFEINE_NAME = "1,3,7-trimethyl-3,7-dihydro-1H-purine-2,6-dione"
@@ -169,6 +169,27 @@ def test_molecule_vote_weighs_each_candidate_by_its_own_rank():
     assert pick("randomsmiles2canonical", "vote", ["NCC"], cands, [[0, 0, 1]]) == [1]
     # The other pickers take the candidates in their order whatever the ranks.
     assert pick("randomsmiles2canonical", "well_formed", ["NCC"], cands, [[0, 0, 1]]) == [0]
+
+
+def test_round_trip_reads_candidates_back_and_never_the_input_forward():
+    pytest.importorskip("openclatura")
+    # Names -> SMILES: a beam passes when openclatura names it as the input reads, letter for letter;
+    # unreadable beams and other molecules do not. Repeated beams are named once.
+    assert first_round_trip("iupac2smiles", ["ethanol", "propan-2-ol"],
+                            [["C(C", "CCN", "OCC", "CCO"], ["CCCO", "CC(C)O"]]) == [2, 1]
+    # The right molecule under another name for it does not pass: the input is only compared with
+    # what the namer writes, never turned into a molecule (which would be the task's answer).
+    assert first_round_trip("iupac2smiles", ["ethyl alcohol", " ethanol "], [["CCO"], ["CCO"]]) == [None, 0]
+    # SMILES -> InChI: the standard InChI whose molecule is the input's; the same molecule with its
+    # atoms numbered otherwise is not the standard string, and does not pass.
+    ethanol = "InChI=1S/C2H6O/c1-2-3/h3H,2H2,1H3"
+    renumbered = "InChI=1S/C2H6O/c3-2-1/h3H,2H2,1H3"
+    assert first_round_trip("smiles2inchi", ["OCC", "C(C"], [["InChI=1S/CH4/h1H4", renumbered, ethanol], [ethanol]]) == [2, None]
+    # No way back but through the answer: a formula names no molecule, a canonical SMILES read back
+    # is the input's own canonical form.
+    for task in ("smiles2formula", "randomsmiles2canonical"):
+        with pytest.raises(ValueError, match="verify: round_trip: no rules tool reads"):
+            first_round_trip(task, ["CCO"], [["CCO"]])
 
 
 def test_pick_dispatches_each_mode_and_refuses_others():

@@ -42,6 +42,14 @@ def test_registry_holds_every_task_under_its_own_name():
         assert INSTRUCTIONS[name] == task.instruction
 
 
+def test_round_trip_tasks_are_the_tasks_with_a_way_back():
+    pytest.importorskip("rdkit")
+    from seqtune.chem import ROUND_TRIP_TASKS
+    from seqtune.chem.tasks import TASKS
+
+    assert set(ROUND_TRIP_TASKS) == {name for name, task in TASKS.items() if task.round_trip is not None}
+
+
 def test_unknown_task_is_one_line_naming_the_known_tasks():
     pytest.importorskip("rdkit")
     from seqtune.chem.tasks import get_task
@@ -62,7 +70,7 @@ def test_each_task_scores_its_own_examples_exactly(name):
     from seqtune.chem.baseline import predict
     from seqtune.chem.metrics import score
     from seqtune.chem.tasks import get_task
-    from seqtune.chem.verify import first_consistent, first_well_formed, molecule_vote
+    from seqtune.chem.verify import first_consistent, first_round_trip, first_well_formed, molecule_vote
 
     task = get_task(name)
     made = [task.make_example(molecules.canonical_smiles(s), n, 0) for s, n in MOLECULES]
@@ -77,6 +85,8 @@ def test_each_task_scores_its_own_examples_exactly(name):
         assert summary.get("mean_tanimoto", 1.0) == 1.0
     assert first_consistent(name, inputs, [["", "C1CC", out] for out in outputs]) == [2] * len(MOLECULES)
     assert first_well_formed(name, [["", "C1CC(", out] for out in outputs]) == [2] * len(MOLECULES)
+    if task.round_trip is not None:  # the rules tool reads each reference back to its own input
+        assert first_round_trip(name, inputs, [["", "C1CC(", out] for out in outputs]) == [2] * len(MOLECULES)
     assert molecule_vote(name, [["", "C1CC(", out] for out in outputs]) == [2] * len(MOLECULES)
     assert predict(name, inputs) == outputs
 

@@ -36,6 +36,7 @@ def test_yaml_and_overrides(tmp_path):
     (["data.test_fraction=1.5"], "data.test_fraction: must be in"),
     (["train=3"], "train: expected a section"),
     (["generate.candidates=5"], "generate.candidates: 5 needs generate.num_beams"),
+    (["data.task=smiles2formula", "generate.verify=round_trip"], "generate.verify: round_trip reads outputs back"),
     (["nokey"], "cannot read override"),
 ])
 def test_bad_values_name_the_key(override, message):
@@ -85,6 +86,13 @@ def test_bounds_one_line_naming_key_and_flag(override, message):
     with pytest.raises(ConfigError, match=re.escape(message)) as err:
         load_config(None, override)
     assert str(err.value).startswith(f"argument {override[0]}: ") and "\n" not in str(err.value)
+
+
+def test_round_trip_is_accepted_for_the_tasks_with_a_way_back():
+    with pytest.raises(ConfigError, match="smiles2inchi, not for 'smiles2formula'; use vote or well_formed"):
+        load_config(None, ["data.task=smiles2formula", "generate.verify=round_trip"])
+    for task in ("smiles2iupac", "iupac2smiles", "smiles2inchi"):
+        assert load_config(None, [f"data.task={task}", "generate.verify=round_trip"]).generate.verify == "round_trip"
 
 
 def test_integers_and_finite_floats_still_accepted():

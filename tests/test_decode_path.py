@@ -41,6 +41,20 @@ def test_well_formed_decoding_keeps_the_first_well_formed_beam(monkeypatch):
     assert summary["verified_pct"] == pytest.approx(200 / 3)
 
 
+def test_round_trip_decoding_refuses_a_task_without_a_way_back_before_decoding(monkeypatch):
+    import seqtune.inference.decode as decode
+    from seqtune.errors import ConfigError
+    from seqtune.prompts import get_format
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded before the settings were checked")
+
+    monkeypatch.setattr(decode, "generate", no_decoding)
+    s = DecodeSettings(num_beams=3, verify="round_trip")
+    with pytest.raises(ConfigError, match="round_trip reads outputs back into inputs for .*, not for 'smiles2formula'"):
+        decode.decode_rows(None, None, get_format("plain"), "smiles2formula", ["CCO"], ["i"], ["C2H6O"], s)
+
+
 def test_vote_decoding_keeps_the_answer_the_beams_agree_on(monkeypatch):
     pytest.importorskip("rdkit")
     import seqtune.inference.decode as decode

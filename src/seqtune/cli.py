@@ -19,10 +19,10 @@ commands:
   run CONFIG [key=value ...]     data -> train -> predict -> evaluate, base vs tuned table
   train CONFIG [key=value ...]   the same without scoring the base model first
   check CONFIG [key=value ...]   validate config, data, model and lengths; print the plan
-  predict --model DIR --input FILE|- [--output FILE] [--beams N] [--verify opsin|well_formed|vote --candidates K]
+  predict --model DIR --input FILE|- [--output FILE] [--beams N] [--verify opsin|round_trip|well_formed|vote --candidates K]
           [--spellings S] [--rerank-model DIR] [--canonical]
   evaluate --predictions FILE [--task TASK] [--output FILE]
-  evaluate --model DIR [--holdout moses_scaffold nci_small] [--beams N] [--verify opsin|well_formed|vote]
+  evaluate --model DIR [--holdout moses_scaffold nci_small] [--beams N] [--verify opsin|round_trip|well_formed|vote]
            [--rerank-model DIR] [--canonical]
   export RUN_DIR --output DIR    copy a run's model folder (merged weights, tokenizer, format, card)
   serve MODEL_DIR [--port 8000]  web page + JSON API (POST /predict, /docs), batched across clients

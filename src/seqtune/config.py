@@ -29,7 +29,7 @@ from seqtune.errors import ConfigError
 from seqtune.io import atomic_write_text
 
 # generate.verify, also the choices of `seqtune predict/evaluate --verify` (chem.verify.PICKERS).
-VerifyMode = Literal["none", "opsin", "well_formed", "vote"]
+VerifyMode = Literal["none", "opsin", "round_trip", "well_formed", "vote"]
 
 
 @dataclass
@@ -209,6 +209,8 @@ class GenerateConfig:
     batch_size: int = 64  # Inputs decoded together.
     # Verified decoding for chemistry tasks over max(num_beams, candidates) beams, else the top beam:
     # opsin keeps the first whose output round-trips (OPSIN, RDKit) to the input molecule;
+    # round_trip the first that a rules tool reads back to the input itself (OPSIN a name,
+    # openclatura a SMILES, RDKit an InChI; not the tasks whose way back passes through the answer);
     # well_formed the first that is a well-formed output; vote a well-formed spelling of the answer
     # the beams agree on most (each weighs 1/rank). The last two never read the input (chem.verify).
     verify: VerifyMode = "none"
@@ -292,6 +294,12 @@ def _check_ranges(cfg: RunConfig) -> None:
             raise KeyedConfigError("generate.rerank_model", "generate.rerank_model: scores whole outputs, and "
                                    "model.answer_marker has the model write its working first; use one of them")
     _check_output_order(d, g)
+    if g.verify == "round_trip":
+        from seqtune.chem import ROUND_TRIP_TASKS
+
+        if d.task not in ROUND_TRIP_TASKS:
+            raise KeyedConfigError("generate.verify", f"generate.verify: round_trip reads outputs back into inputs for "
+                                   f"{', '.join(ROUND_TRIP_TASKS)}, not for {d.task!r}; use vote or well_formed")
     if g.spellings > 1:
         from seqtune.chem import INPUT_KINDS
 

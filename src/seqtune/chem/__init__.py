@@ -28,4 +28,9 @@ SMILES_OUTPUT_TASKS: tuple[str, ...] = ("iupac2smiles", "randomsmiles2canonical"
 # The tasks from SMILES to names, whose inputs `data.input_order: name` may write in the name's order.
 NAME_OUTPUT_TASKS: tuple[str, ...] = ("smiles2iupac",)
 
-__all__ = ["CHEM_TASKS", "INPUT_KINDS", "NAME_OUTPUT_TASKS", "SMILES_OUTPUT_TASKS"]
+# The tasks whose outputs a rules tool reads back into what the task reads (OPSIN a name,
+# openclatura a SMILES, RDKit an InChI), which `generate.verify: round_trip` needs
+# (``ChemTask.round_trip``; a test holds the two equal).
+ROUND_TRIP_TASKS: tuple[str, ...] = ("smiles2iupac", "iupac2smiles", "smiles2inchi")
+
+__all__ = ["CHEM_TASKS", "INPUT_KINDS", "NAME_OUTPUT_TASKS", "ROUND_TRIP_TASKS", "SMILES_OUTPUT_TASKS"]

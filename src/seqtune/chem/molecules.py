@@ -166,6 +166,22 @@ def parse_formula(formula: str | None) -> tuple[Counter[str], int] | None:
     return counts, charge
 
 
+@lru_cache(maxsize=1)
+def _tautomers() -> rdMolStandardize.TautomerEnumerator:
+    return rdMolStandardize.TautomerEnumerator()
+
+
+def tautomer_smiles(mol: Chem.Mol | None) -> str | None:
+    """Canonical SMILES of RDKit's canonical tautomer: one spelling for the tautomers an InChI does
+    not tell apart (paracetamol read back from its InChI is its imidic-acid form)."""
+    if mol is None:
+        return None
+    try:
+        return canonical_from_mol(_tautomers().Canonicalize(mol))
+    except Exception:  # RDKit raises on odd valences of generated molecules
+        return None
+
+
 def largest_fragment(mol: Chem.Mol) -> Chem.Mol:
     if len(Chem.GetMolFrags(mol)) <= 1:
         return mol

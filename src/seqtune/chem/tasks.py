@@ -48,6 +48,13 @@ class ChemTask:
     answers: Callable[[list[str]], list[str | None]]
     # inputs -> the deterministic tool's answers (openclatura, OPSIN or RDKit), "" on failure.
     baseline: Callable[[list[str]], list[str]]
+    # (inputs -> keys, candidates -> keys), None where unreadable: `verify: round_trip` keeps the first
+    # candidate whose key is its input's. A rules tool reads each candidate back into what the task
+    # reads (OPSIN reads a name, openclatura names a SMILES, RDKit reads an InChI); the input is only
+    # written in the same form (canonical SMILES, the name as given), never mapped forward, so the
+    # check cannot hand the model the answer. None where the only way back passes through the answer
+    # itself (a formula names no molecule; a canonical SMILES read back is the input's own canonical form).
+    round_trip: tuple[Callable[[list[str]], list[str | None]], Callable[[list[str]], list[str | None]]] | None = None
     # (input, output) -> (SMILES, name), for the tasks whose pairs hold both, from which
     # `data.mix` makes the other tasks' pairs.
     molecule_and_name: Callable[[str, str], tuple[str, str]] | None = None
@@ -114,6 +121,33 @@ def _openclatura_name(mol: Any, text: str) -> str:
     return name or ""
 
 
+def _openclatura_names(candidates: list[str]) -> list[str | None]:
+    """openclatura's name of each SMILES, None where RDKit cannot read it or the namer fails. A beam
+    can be a molecule the namer struggles with; 5 s each bounds a pathological one."""
+    names: dict[str, str | None] = {}
+    for c in candidates:
+        if c not in names:
+            canonical = molecules.canonical_smiles(c)
+            names[c] = naming.name_smiles(canonical, timeout_s=5.0)[0] if canonical else None
+    return [names[c] for c in candidates]
+
+
+def _names_as_given(names: list[str]) -> list[str | None]:
+    return [name.strip() for name in names]
+
+
+def _smiles_tautomers(texts: list[str]) -> list[str | None]:
+    return [molecules.tautomer_smiles(molecules.mol_from_smiles(s)) for s in texts]
+
+
+def _inchi_tautomers(candidates: list[str]) -> list[str | None]:
+    """The molecule of each standard InChI; an InChI that is not the standard one of its own molecule
+    (atoms numbered otherwise: a string the answer never is) reads back to nothing."""
+    mols = [molecules.mol_from_inchi(c) for c in candidates]
+    return [molecules.tautomer_smiles(mol) if mol is not None and molecules.inchi_from_mol(mol) == c else None
+            for mol, c in zip(mols, candidates, strict=True)]
+
+
 def _names_match(molecule: str, candidates: list[str]) -> list[bool]:
     return [check.same_smiles for check in naming.roundtrip(list(candidates), [molecule] * len(candidates))]
 
@@ -175,6 +209,7 @@ TASKS: dict[str, ChemTask] = {
             consistent=_names_match,
             well_formed=_opsin_parses,
             answers=_read_names,
+            round_trip=(_read_smiles, _read_names),
             baseline=_per_molecule(_openclatura_name),
             molecule_and_name=lambda input, output: (input, output),
             lookup=(pubchem.SOURCE, pubchem.iupac_names),
@@ -189,6 +224,7 @@ TASKS: dict[str, ChemTask] = {
             consistent=_same_canonical,
             well_formed=_canonical_form,
             answers=_read_smiles,
+            round_trip=(_names_as_given, _openclatura_names),
             baseline=lambda inputs: [molecule or "" for molecule in _read_names(inputs)],
             molecule_and_name=lambda input, output: (output, input),
         ),
@@ -228,6 +264,7 @@ TASKS: dict[str, ChemTask] = {
             consistent=_same_inchikey,
             well_formed=_standard_inchi,
             answers=_inchi_molecules,
+            round_trip=(_smiles_tautomers, _inchi_tautomers),
             baseline=_per_molecule(lambda mol, text: molecules.inchi_from_mol(mol) or ""),
         ),
     )

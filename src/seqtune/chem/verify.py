@@ -1,7 +1,9 @@
-"""Verified decoding: pick, among K generated candidates, the first one that round-trips to the
-input molecule (verify: opsin), the first well-formed one (verify: well_formed), or a well-formed
-spelling of the answer the candidates agree on most (verify: vote). The last two never read the
-input, so they cannot pass the answer on from the input molecule."""
+"""Verified decoding: pick, among K generated candidates, the first one consistent with the input
+molecule (verify: opsin), the first one a rules tool reads back to the input itself (verify:
+round_trip), the first well-formed one (verify: well_formed), or a well-formed spelling of the
+answer the candidates agree on most (verify: vote). round_trip maps candidates back and never
+the input forward; the last two never read the input; so none of the three can pass the answer
+on from the input molecule."""
 
 from __future__ import annotations
 
@@ -36,6 +38,26 @@ def first_consistent(task: str, inputs: list[str], candidates: list[list[str]]) 
         cands = _texts(cands)
         out.append(_first(chem_task.consistent(target, cands)) if target is not None and cands else None)
     return out
+
+
+def first_round_trip(task: str, inputs: list[str], candidates: list[list[str]]) -> list[int | None]:
+    """For each input, the index of the first candidate that a rules tool reads back to the input
+    (``ChemTask.round_trip``: OPSIN's molecule of a name, openclatura's name of a SMILES, RDKit's
+    molecule of an InChI, tautomers as one), else ``None``. Names compare as strings: a SMILES passes
+    only when the namer writes the input name letter for letter, so names in another convention
+    rarely pass."""
+    chem_task = get_task(task)
+    if chem_task.round_trip is None:
+        raise ValueError(f"verify: round_trip: no rules tool reads {task}'s outputs back into its inputs "
+                         "without the answer; use vote or well_formed")
+    if len(inputs) != len(candidates):
+        raise ValueError("inputs and candidates must have the same length")
+    input_keys, read_back = chem_task.round_trip
+    texts = [_texts(cands) for cands in candidates]
+    unique = list(dict.fromkeys(c for cands in texts for c in cands if c))  # each beam read back once
+    back = dict(zip(unique, read_back(unique), strict=True))
+    return [None if key is None else _first([c != "" and back[c] == key for c in cands])
+            for key, cands in zip(input_keys(inputs), texts, strict=True)]
 
 
 def first_well_formed(task: str, candidates: list[list[str]]) -> list[int | None]:
@@ -90,9 +112,10 @@ def molecule_vote(task: str, candidates: list[list[str]], weight: Callable[[int]
 Ranks = list[list[int]] | None
 # verify mode -> (task, inputs, candidates, ranks) -> the kept candidate per input; the modes of
 # `generate.verify` other than none (a test holds the two lists equal). Only the vote weighs by
-# rank; the other two take the candidates in their order.
+# rank; the others take the candidates in their order.
 PICKERS: dict[str, Callable[[str, list[str], list[list[str]], Ranks], list[int | None]]] = {
     "opsin": lambda task, inputs, candidates, ranks: first_consistent(task, inputs, candidates),
+    "round_trip": lambda task, inputs, candidates, ranks: first_round_trip(task, inputs, candidates),
     "well_formed": lambda task, inputs, candidates, ranks: first_well_formed(task, candidates),
     "vote": lambda task, inputs, candidates, ranks: molecule_vote(task, candidates, ranks=ranks),
 }
