@@ -295,11 +295,10 @@ def _check_ranges(cfg: RunConfig) -> None:
                                    "model.answer_marker has the model write its working first; use one of them")
     _check_output_order(d, g)
     if g.verify == "round_trip":
-        from seqtune.chem import ROUND_TRIP_TASKS
+        from seqtune.chem import round_trip_refusal
 
-        if d.task not in ROUND_TRIP_TASKS:
-            raise KeyedConfigError("generate.verify", f"generate.verify: round_trip reads outputs back into inputs for "
-                                   f"{', '.join(ROUND_TRIP_TASKS)}, not for {d.task!r}; use vote or well_formed")
+        if why := round_trip_refusal(d.task):
+            raise KeyedConfigError("generate.verify", f"generate.verify: {why}")
     if g.spellings > 1:
         from seqtune.chem import INPUT_KINDS
 

@@ -33,4 +33,14 @@ NAME_OUTPUT_TASKS: tuple[str, ...] = ("smiles2iupac",)
 # (``ChemTask.round_trip``; a test holds the two equal).
 ROUND_TRIP_TASKS: tuple[str, ...] = ("smiles2iupac", "iupac2smiles", "smiles2inchi")
 
-__all__ = ["CHEM_TASKS", "INPUT_KINDS", "NAME_OUTPUT_TASKS", "ROUND_TRIP_TASKS", "SMILES_OUTPUT_TASKS"]
+
+def round_trip_refusal(task: str) -> str | None:
+    """Why `verify: round_trip` cannot serve ``task`` (None where it can): one wording for the config,
+    which refuses before training, and the decode path, which `predict`/`evaluate` reach directly."""
+    if task in ROUND_TRIP_TASKS:
+        return None
+    return (f"round_trip reads outputs back into inputs for {', '.join(ROUND_TRIP_TASKS)}, not for {task!r}; "
+            "use vote or well_formed")
+
+
+__all__ = ["CHEM_TASKS", "INPUT_KINDS", "NAME_OUTPUT_TASKS", "ROUND_TRIP_TASKS", "SMILES_OUTPUT_TASKS", "round_trip_refusal"]

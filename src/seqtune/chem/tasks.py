@@ -123,13 +123,10 @@ def _openclatura_name(mol: Any, text: str) -> str:
 
 def _openclatura_names(candidates: list[str]) -> list[str | None]:
     """openclatura's name of each SMILES, None where RDKit cannot read it or the namer fails. A beam
-    can be a molecule the namer struggles with; 5 s each bounds a pathological one."""
-    names: dict[str, str | None] = {}
-    for c in candidates:
-        if c not in names:
-            canonical = molecules.canonical_smiles(c)
-            names[c] = naming.name_smiles(canonical, timeout_s=5.0)[0] if canonical else None
-    return [names[c] for c in candidates]
+    can be a molecule the namer struggles with; 5 s each bounds a pathological one. (verify's
+    first_round_trip hands each distinct beam over once.)"""
+    canonicals = [molecules.canonical_smiles(c) for c in candidates]
+    return [naming.name_smiles(c, timeout_s=5.0)[0] if c else None for c in canonicals]
 
 
 def _names_as_given(names: list[str]) -> list[str | None]:

@@ -3,8 +3,9 @@ predict` / `evaluate`, so the two answer the same for the same model, inputs and
 
 Verified decoding (verify: opsin) decodes max(num_beams, candidates) beams and keeps, per
 input, the first beam that round-trips to the input molecule (else the top beam); verify:
-round_trip the first that a rules tool reads back to the input itself; verify: well_formed keeps the first beam that is a well-formed output, judged without the input; verify:
-vote a well-formed spelling of the answer the beams agree on most (chem.verify). Rows and
+round_trip the first that a rules tool reads back to the input itself; verify: well_formed the
+first beam that is a well-formed output, judged without the input; verify: vote a well-formed
+spelling of the answer the beams agree on most (chem.verify). Rows and
 scores then carry what verification added: per row `verified` and the plain `top_beam`; in
 the summary `verified_pct` and the top beam's scores as `top_beam_<score>`. Scored against
 references, the summary also holds `ci95`: each score's 95 % bootstrap interval (seqtune.stats).
@@ -72,12 +73,11 @@ def decode_rows(model: Any, tokenizer: Any, fmt: PromptFormat, task: str, inputs
     refs = [fmt.answer(r) for r in refs] if refs is not None else None  # a reference's working is not scored
     reverse = None
     if s.verify == "round_trip":  # here, not after minutes of decoding
-        from seqtune.chem import ROUND_TRIP_TASKS
+        from seqtune.chem import round_trip_refusal
         from seqtune.errors import ConfigError
 
-        if task not in ROUND_TRIP_TASKS:
-            raise ConfigError(f"verify: round_trip reads outputs back into inputs for {', '.join(ROUND_TRIP_TASKS)}, "
-                              f"not for {task or 'this model'!r}; use vote or well_formed")
+        if why := round_trip_refusal(task or "this model"):
+            raise ConfigError(f"verify: {why}")
     if s.reranking and fmt.answer_marker:
         from seqtune.errors import ConfigError
 
