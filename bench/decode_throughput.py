@@ -48,6 +48,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--tokenizer", default="smollm2-135m", help="tokenizer of the random-weight models")
     ap.add_argument("--data", default="data/smiles2iupac_demo")
     ap.add_argument("--n", type=int, default=64, help="prompts for the batched runs")
     ap.add_argument("--n-single", type=int, default=8, help="prompts for the one-at-a-time run")
@@ -58,7 +59,7 @@ def main() -> None:
     a = ap.parse_args()
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     device = torch.device(a.device)
-    model, tok = build_model(a.model)
+    model, tok = build_model(a.model, a.tokenizer)
     model.to(device).eval()
     model.set_attn_implementation(a.attention)
     pairs = load_splits(DataConfig(path=a.data, test_size=None)).test

@@ -45,6 +45,7 @@ import statistics  # noqa: E402
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+import yaml  # noqa: E402
 
 from seqtune.config import DataConfig, TrainConfig  # noqa: E402
 from seqtune.data import load_splits  # noqa: E402
@@ -70,7 +71,9 @@ ARCHS = {
 }
 
 
-def build_model(name: str):
+def build_model(name: str, tokenizer: str = "smollm2-135m"):
+    """`name` at random weights (ARCHS) or loaded; `tokenizer` serves the random-weight ones (a
+    saved tokenizer folder works where the 98 MB SmolLM2 GGUF cannot travel, e.g. to a GPU box)."""
     import transformers
 
     from seqtune.config import ModelConfig
@@ -81,7 +84,7 @@ def build_model(name: str):
         torch.manual_seed(0)
         cfg = getattr(transformers, cls)(max_position_embeddings=2048, **kw)
         model = transformers.AutoModelForCausalLM.from_config(cfg)
-        return model, load_tokenizer("smollm2-135m")  # ids fit every vocabulary above
+        return model, load_tokenizer(tokenizer)  # SmolLM2 ids fit every vocabulary above
     return load_model(ModelConfig(name=name))
 
 
@@ -140,11 +143,13 @@ def paper_loss(model, batch, _keep_logits: bool = False):
 PAPER_PLAN = SpeedPlan(packing=False, shared_prefix=False, attention=None, keep_logits=False, amp=None)
 
 
-def run_recipe(name, model, examples, batch_size, steps, warmup, device, paper: bool, lr: float, offset: int = 0):
+def run_recipe(name, model, examples, batch_size, steps, warmup, device, paper: bool, lr: float, offset: int = 0,
+               overrides: dict | None = None):
     """Time `steps` optimiser steps of a recipe, after `warmup` untimed ones. Both recipes run
     seqtune's step (training/step.py); the paper recipe with its own loss, fp32, padded batches,
     the model's kernel and stock AdamW."""
-    cfg = TrainConfig(lr=lr, batch_size=batch_size, precision="fp32" if paper else "auto")
+    cfg = TrainConfig(lr=lr, batch_size=batch_size, precision="fp32" if paper else "auto",
+                      **({} if paper else overrides or {}))
     model.set_attn_implementation("sdpa")  # transformers' default, the stock loop's kernel
     # The seqtune recipe: exactly what `train` decides for this model and device.
     plan = PAPER_PLAN if paper else resolve_speed_plan(cfg, model, examples, 0, device)
@@ -181,6 +186,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m", help=f"smollm2-135m (real weights) or {', '.join(ARCHS)}")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--tokenizer", default="smollm2-135m", help="tokenizer of the random-weight models")
     ap.add_argument("--data", default="data/smiles2iupac_demo")
     ap.add_argument("--batches", default="4,32", help="seqtune batch sizes to time")
     ap.add_argument("--steps", type=int, default=5, help="timed steps per recipe and round")
@@ -190,11 +196,14 @@ def main() -> None:
     ap.add_argument("--quality", type=int, default=0, help="train both recipes on this many examples, compare eval loss")
     ap.add_argument("--fast-batch", type=int, default=4, help="seqtune's batch in --quality mode (default: the paper's)")
     ap.add_argument("--fast-lr", type=float, default=2e-5, help="seqtune's lr in --quality mode (default: the paper's)")
+    ap.add_argument("--train", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="TrainConfig settings of the seqtune recipe, e.g. shared_prefix=false packing=true")
     ap.add_argument("--json", default=None, help="also write the figures here")
     a = ap.parse_args()
+    overrides = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in a.train)}
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     device = torch.device(a.device)
-    model, tok = build_model(a.model)
+    model, tok = build_model(a.model, a.tokenizer)
     model.to(device)
     splits = load_splits(DataConfig(path=a.data, val_size=200))
     fmt = get_format(a.format)
@@ -217,7 +226,7 @@ def main() -> None:
         for k, (paper, bs) in enumerate(recipes):
             model.load_state_dict(base_state)
             r = run_recipe("paper" if paper else "seqtune", model, train_ex, bs, a.steps, a.warmup, device, paper,
-                           2e-5, offset=rep * (a.steps + a.warmup))
+                           2e-5, offset=rep * (a.steps + a.warmup), overrides=overrides)
             rounds[k].append(r)
             print(f"  round {rep + 1}: {r['recipe']} batch {bs}: {r['examples_per_s']:.2f} examples/s", flush=True)
     rows = []

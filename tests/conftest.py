@@ -36,3 +36,14 @@ def gemma_tokenizer():
     from seqtune.modeling import load_tokenizer
 
     return load_tokenizer("gemma3-270m")
+
+
+@pytest.fixture
+def fresh_accelerator_state():
+    """Accelerate keeps one device per process: a test that pretends the machine is a CPU must
+    not meet the CUDA state an earlier test left on a GPU machine (nor leave its own behind)."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)

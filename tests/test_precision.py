@@ -222,7 +222,8 @@ def test_gradient_checkpointing_in_training_with_lora(tmp_path, tiny_llama_dir):
     assert not plan.shared_prefix  # checkpointed layers would drop the prefix's cache
 
 
-def test_check_and_training_ask_the_same_device_resolver(tmp_path, tiny_llama_dir, monkeypatch):
+def test_check_and_training_ask_the_same_device_resolver(tmp_path, tiny_llama_dir, monkeypatch,
+                                                         fresh_accelerator_state):
     from seqtune.preflight import preflight
 
     asked = []

@@ -43,3 +43,26 @@ def test_server_predicts_and_rejects_bad_requests(model_dir):
             r = client.post("/predict", json=bad)
             assert r.status_code == 400 and r.json()["error"].startswith("bad request")
         assert client.post("/nope", json={"inputs": ["C"]}).status_code == 404
+
+
+def test_no_loader_asks_for_hub_kernels(model_dir, tiny_llama_dir, tmp_path, monkeypatch):
+    """On a CUDA machine transformers swaps layers for kernels fetched from the Hub at load time
+    (offline, every Llama-family model failed to load on an H100). Here that request fails the
+    way it did there, so each of seqtune's loaders must load the stock layers."""
+    from transformers import PreTrainedModel
+
+    from seqtune.config import ModelConfig
+    from seqtune.modeling import load_model
+
+    stock = PreTrainedModel.set_use_kernels
+
+    def offline(self, use_kernels, *args, **kwargs):
+        if use_kernels:
+            raise ValueError("Version 2 of 'kernels-community/rotary' is not available in the local cache")
+        return stock(self, use_kernels, *args, **kwargs)
+
+    monkeypatch.setattr(PreTrainedModel, "set_use_kernels", offline)
+    model, _ = load_model(ModelConfig(name=str(tiny_llama_dir)))
+    out = export_run(model_dir, tmp_path / "exported", dtype="bf16")  # converts the weights: a load
+    tuned, _, _ = load_finetuned(out)
+    assert not model.use_kernels and not tuned.use_kernels

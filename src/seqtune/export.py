@@ -193,13 +193,14 @@ def export_run(run_dir: str | Path, output: str | Path, dtype: str = "bf16", pus
 
 def _convert_weights(folder: Path, dtype: str) -> None:
     import torch
-    from transformers import AutoModelForCausalLM
+
+    from seqtune.modeling import pretrained_model
 
     want = torch.bfloat16 if dtype == "bf16" else torch.float32
     config = _read_json(folder / "config.json")
     if (config.get("dtype") or config.get("torch_dtype")) == str(want).removeprefix("torch."):
         return
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    model = pretrained_model(folder)
     for stale in folder.glob("model*.safetensors*"):  # a sharded fp32 save may leave extra shards
         stale.unlink()
     model.to(want).save_pretrained(folder)

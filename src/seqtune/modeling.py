@@ -98,6 +98,17 @@ def _clear_gguf_quantizer(model: Any) -> None:
     model.is_quantized = False
 
 
+def pretrained_model(path: str | Path, **kwargs: Any) -> Any:
+    """AutoModelForCausalLM.from_pretrained in float32, with the stock layers. transformers
+    (5.25) otherwise swaps layers for Hub kernels on a CUDA machine, fetching their code at
+    load time: offline (HF_HUB_OFFLINE, a cluster without network) every Llama-family model
+    then failed to load on an H100, and online the numerics would hang on whatever kernel
+    version the Hub served that day."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, use_kernels=False, **kwargs)
+
+
 def load_tokenizer(name: str) -> Any:
     from transformers import AutoTokenizer
 
@@ -115,7 +126,6 @@ def load_tokenizer(name: str) -> Any:
 def load_model(cfg: ModelConfig, seed: int | None = None) -> tuple[torch.nn.Module, Any]:
     """Model (float32 master weights; LoRA-wrapped if asked) and tokenizer. `seed` (the run's
     train.seed) seeds the LoRA adapters' random initialisation."""
-    from transformers import AutoModelForCausalLM
 
     path, gguf = resolve_model_path(cfg.name)
     tok = load_tokenizer(cfg.name)
@@ -123,10 +133,7 @@ def load_model(cfg: ModelConfig, seed: int | None = None) -> tuple[torch.nn.Modu
         model = from_scratch(cfg, path, gguf, seed)
     else:
         try:
-            kwargs: dict[str, Any] = {"dtype": torch.float32}
-            if gguf:
-                kwargs["gguf_file"] = gguf
-            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+            model = pretrained_model(path, **({"gguf_file": gguf} if gguf else {}))
         except Exception as err:  # noqa: BLE001 - a damaged weights file raises anything from OSError to SafetensorError
             raise ModelError(f"model.name: cannot load {cfg.name!r} ({_first_line(err)})") from None
         if gguf:
@@ -314,7 +321,6 @@ def save_model(model: Any, tokenizer: Any, out: str | Path, info: ModelInfo, car
 
 def load_finetuned(folder: str | Path) -> tuple[Any, Any, ModelInfo]:
     """Load a folder written by save_model (or `seqtune export`)."""
-    from transformers import AutoModelForCausalLM
 
     folder = Path(folder)
     info = read_model_info(folder)
@@ -323,7 +329,7 @@ def load_finetuned(folder: str | Path) -> tuple[Any, Any, ModelInfo]:
     if not any((folder / name).is_file() for name in WEIGHT_FILES):
         raise ModelError(f"{folder}: model folder has no weights ({' or '.join(WEIGHT_FILES[:2])})")
     try:
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        model = pretrained_model(folder)
     except Exception as err:  # noqa: BLE001 - a damaged weights file raises anything from OSError to SafetensorError
         raise ModelError(f"{folder}: cannot load the model's weights ({_first_line(err)})") from None
     tok = load_tokenizer(str(folder))
