@@ -200,11 +200,12 @@ def main() -> None:
                     help="TrainConfig settings of the seqtune recipe, e.g. shared_prefix=false packing=true")
     ap.add_argument("--json", default=None, help="also write the figures here")
     a = ap.parse_args()
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    known, overrides = {f.name for f in dataclasses.fields(TrainConfig)}, {}
     for kv in a.train:
-        if "=" not in kv or kv.split("=", 1)[0] not in known:
+        key, eq, value = kv.partition("=")
+        if not eq or key not in known:
             ap.error(f"--train: {kv!r} is not KEY=VALUE with KEY a train setting (e.g. shared_prefix=false)")
-    overrides = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in a.train)}
+        overrides[key] = yaml.safe_load(value)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     device = torch.device(a.device)
     model, tok = build_model(a.model, a.tokenizer)

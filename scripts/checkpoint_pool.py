@@ -14,12 +14,8 @@ each. Choose on validation, read the test once.
 from __future__ import annotations
 
 import argparse
-import json
 
-
-def _rows(path: str) -> list[dict]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+from seqtune.io import read_jsonl
 
 
 def pooled_pick(rows: list[dict]) -> dict:
@@ -31,7 +27,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("predictions", nargs="+", help="per-molecule JSONL of each model, first model first")
     args = p.parse_args()
-    runs = [_rows(path) for path in args.predictions]
+    runs = [read_jsonl(path) for path in args.predictions]
     n = len(runs[0])
     for path, rows in zip(args.predictions, runs):
         if [r["input"] for r in rows] != [r["input"] for r in runs[0]]:

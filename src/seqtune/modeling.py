@@ -126,7 +126,6 @@ def load_tokenizer(name: str) -> Any:
 def load_model(cfg: ModelConfig, seed: int | None = None) -> tuple[torch.nn.Module, Any]:
     """Model (float32 master weights; LoRA-wrapped if asked) and tokenizer. `seed` (the run's
     train.seed) seeds the LoRA adapters' random initialisation."""
-
     path, gguf = resolve_model_path(cfg.name)
     tok = load_tokenizer(cfg.name)
     if cfg.init == "scratch":
@@ -321,7 +320,6 @@ def save_model(model: Any, tokenizer: Any, out: str | Path, info: ModelInfo, car
 
 def load_finetuned(folder: str | Path) -> tuple[Any, Any, ModelInfo]:
     """Load a folder written by save_model (or `seqtune export`)."""
-
     folder = Path(folder)
     info = read_model_info(folder)
     if not (folder / "config.json").is_file():
