@@ -195,3 +195,22 @@ def test_predict_writes_the_suffix_format_and_keeps_input_columns(tmp_path, suff
     table = read(out)
     assert list(table.columns[:3]) == ["id", "smiles", "note"] and "prediction" in table.columns
     assert list(table["smiles"]) == INPUTS and list(table["id"]) == list(range(len(INPUTS)))
+
+
+def test_the_cards_snippet_spells_and_reads_numbers_as_seqtune_does():
+    """A model trained with numbers as Greek letters (model.input_split / output_split: numbers):
+    the card's transformers snippet spells the input and reads the answer back the same way."""
+    from seqtune.model_card import transformers_snippet
+    from seqtune.prompts import join_text, split_text
+
+    fmt = {"name": "plain", "template": "{{ input }}\n", "input_split": "numbers", "output_split": "numbers"}
+    snippet = transformers_snippet({"format": fmt, "prompt_template": "{input}\n", "task": "smiles2inchi"})
+    spell_def = snippet[snippet.index("import re"):snippet.index("model_dir")]
+    read_line = next(line.strip() for line in snippet.splitlines() if "NUMBER" not in line and "index(c)" in line)
+    inchi = "InChI=1S/C10H14O4/c1-13-9-4-2-3-5-10(9)14-7-8(12)6-11/h2-5,8,11-12H,6-7H2,1H3 07 100 32"
+    scope: dict = {}
+    exec(compile(spell_def, "card-spell", "exec"), scope)
+    assert scope["spell"](inchi) == split_text(inchi, "numbers")
+    scope["answer"] = split_text(inchi, "numbers")
+    exec(compile(read_line, "card-read", "exec"), scope)
+    assert scope["answer"] == join_text(split_text(inchi, "numbers"), "numbers") == inchi

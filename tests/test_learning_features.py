@@ -9,7 +9,15 @@ from tiny import make_model, make_tokenizer
 
 from seqtune.config import TrainConfig, load_config
 from seqtune.errors import ConfigError
-from seqtune.prompts import PromptFormat, encode_example, encode_prompt, get_format, join_text, split_text
+from seqtune.prompts import (
+    NUMBER_LETTERS,
+    PromptFormat,
+    encode_example,
+    encode_prompt,
+    get_format,
+    join_text,
+    split_text,
+)
 from seqtune.training.batching import Example, step_order
 from seqtune.training.loop import train
 
@@ -40,7 +48,8 @@ def test_smiles_tokens_are_chemical_units():
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
-@pytest.mark.parametrize("isplit,osplit", [("smiles", "none"), ("none", "chars"), ("smiles", "chars")])
+@pytest.mark.parametrize("isplit,osplit", [("smiles", "none"), ("none", "chars"), ("smiles", "chars"),
+                                           ("numbers", "numbers")])
 def test_spelled_examples_keep_ids_and_mask_aligned(family, isplit, osplit):
     tok = make_tokenizer(family)
     fmt = get_format("instruct", isplit, osplit)
@@ -64,6 +73,34 @@ def test_format_with_spellings_survives_the_model_folder_round_trip():
         get_format("plain", "none", "words")
     with pytest.raises(ConfigError, match="'_'"):
         encode_example(make_tokenizer("gpt2"), fmt, "CCO", "a_b", "")
+
+
+INCHIS = ["InChI=1S/C10H14O4/c1-13-9-4-2-3-5-10(9)14-7-8(12)6-11/h2-5,8,11-12H,6-7H2,1H3",
+          "InChI=1S/C11H17NO/c1-4-12(3,5-2)10-7-6-8-11(13)9-10/h6-9H,4-5H2,1-3H3/p+1"]
+
+
+@pytest.mark.parametrize("text", INCHIS + ["C32H66", "a 07 and 100, 31 and 32", "no numbers"])
+def test_numbers_spelling_round_trips_and_writes_each_number_10_to_31_as_one_letter(text):
+    spelled = split_text(text, "numbers")
+    assert join_text(spelled, "numbers") == text
+    assert split_text("c1-13-9-10(9)14-31", "numbers") == "c1-δ-9-α(9)ε-ω"
+    assert split_text("C10H14O4", "numbers") == "CαHεO4"
+    assert split_text("07 100 32 9", "numbers") == "07 100 32 9"  # left as digits: not 10-31, or a leading 0
+
+
+def test_numbers_spelling_is_one_token_a_number_in_smollm2(smollm2_tokenizer):
+    tok = smollm2_tokenizer
+    fmt = get_format("plain", "smiles", "numbers")
+    for inchi in INCHIS:
+        ids, mask = encode_example(tok, fmt, "CCO", inchi, "")
+        completion = [i for i, m in zip(ids, mask) if m][:-1]  # without EOS
+        spelled = split_text(inchi, "numbers")
+        assert len(completion) < len(tok(inchi, add_special_tokens=False)["input_ids"])
+        assert fmt.output_text(tok.decode(completion)) == inchi
+        for letter in set(spelled) & set(NUMBER_LETTERS):
+            assert tok.decode([i for i in completion if tok.decode([i]) == letter]) == letter * spelled.count(letter)
+    with pytest.raises(ConfigError, match="Greek"):
+        encode_example(tok, fmt, "CCO", "InChI=1S/α", "")
 
 
 def test_grouped_and_curriculum_orders():

@@ -106,9 +106,10 @@ class ModelConfig:
     format: str = "instruct"
     # How inputs / outputs are spelled inside the prompt (undone on predictions):
     # none | smiles (a space between SMILES tokens: atoms, bonds, ring digits) | chars |
-    # morphemes (IUPAC names, the text unchanged: each morpheme tokenised on its own).
-    input_split: Literal["none", "smiles", "chars", "morphemes"] = "none"
-    output_split: Literal["none", "smiles", "chars", "morphemes"] = "none"  # As input_split, for the outputs.
+    # morphemes (IUPAC names, the text unchanged: each morpheme tokenised on its own) |
+    # numbers (each whole number 10-31 as one Greek letter, one token: InChI atom numbers, counts).
+    input_split: Literal["none", "smiles", "chars", "morphemes", "numbers"] = "none"
+    output_split: Literal["none", "smiles", "chars", "morphemes", "numbers"] = "none"  # As input_split, for the outputs.
     # Outputs that show their working first ("working<marker>answer"): the model learns to write
     # both, and only what follows the last marker is its answer (predicted, scored, served);
     # references are read the same way. "" = outputs are answers only.

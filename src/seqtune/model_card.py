@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from seqtune.chem import CHEM_TASKS, INPUT_KINDS
-from seqtune.prompts import SMILES_TOKEN
+from seqtune.prompts import NUMBER_LETTERS, SMILES_TOKEN
 
 # Scores shown in model-index: the ones a reader compares models by (losses stay in the table).
 _NOT_IN_INDEX = ("train_loss", "eval_loss", "n")
@@ -91,6 +91,9 @@ def transformers_snippet(meta: dict[str, Any]) -> str:
         lines.append("    answer = \"\".join(answer.split())  # trained with spaces between SMILES tokens")
     elif split == "chars":
         lines.append("    answer = \"\".join(answer.split(\" \")).replace(\"_\", \" \")  # trained one character apart")
+    elif split == "numbers":
+        lines.append(f"    answer = \"\".join(str(10 + {NUMBER_LETTERS!r}.index(c)) if c in {NUMBER_LETTERS!r} else c "
+                     "for c in answer)  # trained with numbers 10-31 as Greek letters")
     lines.append("    print(text, answer.strip())")
     return "\n".join(lines)
 
@@ -104,6 +107,12 @@ def _spelling_lines(split: str) -> list[str]:
     if split == "chars":
         return ["", "def spell(s):  # one space between characters, a real space as _, as in training",
                 "    return \" \".join(\"_\" if c == \" \" else c for c in s)", ""]
+    if split == "numbers":
+        return ["import re", "", f"NUMBER_LETTERS = {NUMBER_LETTERS!r}", "",
+                "def spell(s):  # each whole number 10-31 as one Greek letter (10 = first), as in training",
+                "    return re.sub(r\"[0-9]+\", lambda m: m.group() if m.group()[0] == \"0\" or not 10 <= int(m.group())"
+                f" < {10 + len(NUMBER_LETTERS)}",
+                "                  else NUMBER_LETTERS[int(m.group()) - 10], s)", ""]
     if split == "morphemes":
         return ["", "def spell(s):  # trained on the name tokenised a morpheme at a time (seqtune.name_morphemes):",
                 "    return s  # this plain tokenisation is close; `seqtune predict` prompts exactly as in training", ""]

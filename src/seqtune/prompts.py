@@ -37,7 +37,14 @@ CHAT = "chat"
 # Both are undone on the model's output, so predictions and scores see plain text.
 # `morphemes` (IUPAC names): the text unchanged, each morpheme tokenised on its own
 # (seqtune.name_morphemes), so that one morpheme always gets the same tokens.
-SPLITS = ("none", "smiles", "chars", "morphemes")
+# `numbers`: every whole number from 10 to 31 written as one Greek letter (α = 10, β = 11, ...),
+# since tokenizers such as SmolLM2's spell a number digit by digit: an InChI's atom numbers and a
+# formula's counts become one token each. Text that holds one of those letters cannot be an output.
+SPLITS = ("none", "smiles", "chars", "morphemes", "numbers")
+# Each one token in SmolLM2's byte-level BPE (ξ and ψ are two there, and final ς would read as σ).
+NUMBER_LETTERS = "αβγδεζηθικλμνοπρστυφχω"
+_NUMBER = re.compile(r"[0-9]+")
+_LETTER = re.compile(f"[{NUMBER_LETTERS}]")
 # The SMILES tokenizer regex of Schwaller et al. (Molecular Transformer, 2019), the one
 # chemistry language models use; no maintained package exposes it on its own.
 SMILES_TOKEN = re.compile(
@@ -56,7 +63,17 @@ def split_text(text: str, how: str) -> str:
         return " ".join(tokens)
     if how == "chars":
         return " ".join("_" if ch == " " else ch for ch in text)
+    if how == "numbers":
+        return _NUMBER.sub(_number_letter, text)
     raise ConfigError(f"unknown split {how!r}; expected one of {', '.join(SPLITS)}")
+
+
+def _number_letter(m: re.Match[str]) -> str:
+    digits = m.group()
+    value = int(digits)
+    if digits[0] == "0" or not 10 <= value < 10 + len(NUMBER_LETTERS):  # "07" must come back as "07"
+        return digits
+    return NUMBER_LETTERS[value - 10]
 
 
 def join_text(text: str, how: str) -> str:
@@ -64,6 +81,8 @@ def join_text(text: str, how: str) -> str:
         return text
     if how == "smiles":
         return "".join(text.split())
+    if how == "numbers":
+        return _LETTER.sub(lambda m: str(10 + NUMBER_LETTERS.index(m.group())), text)
     # chars: spaces separate characters, "_" stands for a real space
     return "".join(text.split(" ")).replace("_", " ")
 
@@ -363,6 +382,9 @@ def encode_completion(tokenizer: Any, output: str, fmt: PromptFormat) -> list[in
     if fmt.output_split == "chars" and "_" in fmt.answer(output):
         raise ConfigError("model.output_split: 'chars' spells a space as '_', and this output holds a '_' "
                           f"({output[:60]!r}); use output_split: none")
+    if fmt.output_split == "numbers" and _LETTER.search(fmt.answer(output)):
+        raise ConfigError("model.output_split: 'numbers' writes numbers as Greek letters, and this output holds "
+                          f"one ({output[:60]!r}); use output_split: none")
     return _text_ids(tokenizer, fmt.completion_text(output), fmt.output_split) + [eos_id(tokenizer)]
 
 
