@@ -80,9 +80,11 @@ INCHIS = ["InChI=1S/C10H14O4/c1-13-9-4-2-3-5-10(9)14-7-8(12)6-11/h2-5,8,11-12H,6
 
 
 @pytest.mark.parametrize("text", INCHIS + ["C32H66", "a 07 and 100, 31 and 32", "no numbers"])
-def test_numbers_spelling_round_trips_and_writes_each_number_10_to_31_as_one_letter(text):
-    spelled = split_text(text, "numbers")
-    assert join_text(spelled, "numbers") == text
+def test_numbers_spelling_round_trips(text):
+    assert join_text(split_text(text, "numbers"), "numbers") == text
+
+
+def test_numbers_spelling_writes_each_number_10_to_31_as_one_letter():
     assert split_text("c1-13-9-10(9)14-31", "numbers") == "c1-δ-9-α(9)ε-ω"
     assert split_text("C10H14O4", "numbers") == "CαHεO4"
     assert split_text("07 100 32 9", "numbers") == "07 100 32 9"  # left as digits: not 10-31, or a leading 0

@@ -45,6 +45,10 @@ SPLITS = ("none", "smiles", "chars", "morphemes", "numbers")
 NUMBER_LETTERS = "αβγδεζηθικλμνοπρστυφχω"
 _NUMBER = re.compile(r"[0-9]+")
 _LETTER = re.compile(f"[{NUMBER_LETTERS}]")
+# Characters an output spelling uses for something else, so an output must not hold them (or the
+# spelling could not be undone): the split, the characters, and what the error says.
+_RESERVED = {"chars": (re.compile("_"), "spells a space as '_', and this output holds a '_'"),
+             "numbers": (_LETTER, "writes numbers as Greek letters, and this output holds one")}
 # The SMILES tokenizer regex of Schwaller et al. (Molecular Transformer, 2019), the one
 # chemistry language models use; no maintained package exposes it on its own.
 SMILES_TOKEN = re.compile(
@@ -379,12 +383,10 @@ def _added_around(tokenizer: Any) -> tuple[list[int], list[int]]:
 def encode_completion(tokenizer: Any, output: str, fmt: PromptFormat) -> list[int]:
     # The output is data: text that spells a special token ("</s>", "<|endoftext|>") is
     # tokenised as text, or the model would learn to stop (or start over) inside it.
-    if fmt.output_split == "chars" and "_" in fmt.answer(output):
-        raise ConfigError("model.output_split: 'chars' spells a space as '_', and this output holds a '_' "
-                          f"({output[:60]!r}); use output_split: none")
-    if fmt.output_split == "numbers" and _LETTER.search(fmt.answer(output)):
-        raise ConfigError("model.output_split: 'numbers' writes numbers as Greek letters, and this output holds "
-                          f"one ({output[:60]!r}); use output_split: none")
+    reserved = _RESERVED.get(fmt.output_split)
+    if reserved and reserved[0].search(fmt.answer(output)):
+        raise ConfigError(f"model.output_split: {fmt.output_split!r} {reserved[1]} ({output[:60]!r}); "
+                          "use output_split: none")
     return _text_ids(tokenizer, fmt.completion_text(output), fmt.output_split) + [eos_id(tokenizer)]
 
 
