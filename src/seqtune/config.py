@@ -114,6 +114,9 @@ class ModelConfig:
     # both, and only what follows the last marker is its answer (predicted, scored, served);
     # references are read the same way. "" = outputs are answers only.
     answer_marker: str = ""
+    # Text every output's answer starts with ("InChI=1S/"): taken off what the model is taught and
+    # put back on every prediction, so no minute of training or decoding goes on it. "" = none.
+    output_prefix: str = ""
     # Full fine-tuning with the lowest layers fixed: less compute per example (no backward below
     # the first trained layer); freeze_layers > 0 also freezes the embeddings (and a tied head).
     freeze_embeddings: bool = False

@@ -94,6 +94,8 @@ def transformers_snippet(meta: dict[str, Any]) -> str:
     elif split == "numbers":
         lines.append(f"    answer = \"\".join(str(10 + {NUMBER_LETTERS!r}.index(c)) if c in {NUMBER_LETTERS!r} else c "
                      "for c in answer)  # trained with numbers 10-31 as Greek letters")
+    if fmt.get("output_prefix"):
+        lines.append(f"    answer = {fmt['output_prefix']!r} + answer.strip()  # trained without the text every answer starts with")
     lines.append("    print(text, answer.strip())")
     return "\n".join(lines)
 

@@ -368,8 +368,9 @@ def read_model_info(folder: Path) -> ModelInfo:
     for key in ("input_split", "output_split"):
         if fmt.get(key, "none") not in SPLITS:
             raise ModelError(f"{meta_path}: format.{key} {fmt.get(key)!r} is not one of {', '.join(SPLITS)}")
-    if not isinstance(fmt.get("answer_marker", ""), str):
-        raise ModelError(f"{meta_path}: format.answer_marker must be text")
+    for key in ("answer_marker", "output_prefix"):
+        if not isinstance(fmt.get(key, ""), str):
+            raise ModelError(f"{meta_path}: format.{key} must be text")
     for key in ("task", "instruction", "base_model"):
         if not isinstance(meta.get(key, ""), str):
             raise ModelError(f"{meta_path}: {key!r} must be text")

@@ -160,6 +160,7 @@ def _fingerprint(cfg: RunConfig, splits: Splits) -> dict[str, Any]:
             "input_split": m.input_split, "output_split": m.output_split, "freeze_layers": m.freeze_layers,
             "keep_layers": m.keep_layers, "freeze_embeddings": m.freeze_embeddings, "mix": d.mix, "augment": d.augment,
             "output_vocab": m.output_vocab, **({"answer_marker": m.answer_marker} if m.answer_marker else {}),
+            **({"output_prefix": m.output_prefix} if m.output_prefix else {}),
             **({"output_order": d.output_order} if d.output_order != "as_is" else {}),
             **({"input_order": d.input_order} if d.input_order != "as_is" else {}),
             **({"init": m.init, "config_overrides": m.config_overrides} if m.init == "scratch" else {}),
@@ -187,7 +188,8 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
             read_model_info(Path(cfg.generate.rerank_model))
         except SeqtuneError as err:
             raise ConfigError(f"generate.rerank_model: {err}") from None
-    fmt = get_format(cfg.model.format, cfg.model.input_split, cfg.model.output_split, cfg.model.answer_marker)
+    fmt = get_format(cfg.model.format, cfg.model.input_split, cfg.model.output_split, cfg.model.answer_marker,
+                     cfg.model.output_prefix)
     require_instruction_slot(fmt, splits.stats.get("instructions"))
     from accelerate import PartialState
 

@@ -78,7 +78,8 @@ def preflight(cfg: RunConfig, time_steps: bool = True) -> str:
                  f"train/val/test = {len(splits.train)}/{len(splits.val)}/{len(splits.test)}")
     if note := seen_note(splits):
         lines.append(note)
-    fmt = get_format(cfg.model.format, cfg.model.input_split, cfg.model.output_split, cfg.model.answer_marker)
+    fmt = get_format(cfg.model.format, cfg.model.input_split, cfg.model.output_split, cfg.model.answer_marker,
+                     cfg.model.output_prefix)
     require_instruction_slot(fmt, splits.stats.get("instructions"))
     model, tok = load_model(cfg.model)
     total, trainable = count_params(model)

@@ -124,10 +124,12 @@ class PromptFormat:
     output_split: str = "none"
     # Outputs written as "working <marker> answer" (model.answer_marker): "" = no working.
     answer_marker: str = ""
+    # Text every answer starts with (model.output_prefix): not taught or generated, put back on predictions.
+    output_prefix: str = ""
 
     def output_text(self, generated: str) -> str:
-        """A decoded completion as plain text: its answer, the output spelling undone."""
-        return join_text(self._split_answer(generated)[1], self.output_split).strip()
+        """A decoded completion as plain text: its answer, the output spelling undone, the prefix put back."""
+        return self.output_prefix + join_text(self._split_answer(generated)[1], self.output_split).strip()
 
     def answer(self, output: str) -> str:
         """What an output of the data (a reference) answers: the text after its last answer
@@ -138,6 +140,11 @@ class PromptFormat:
         """An output of the data as the model is taught to write it: the answer in the output
         spelling, any working before it as it is (a spelling is about the answer's notation)."""
         working, answer = self._split_answer(output)
+        if self.output_prefix:
+            if not answer.startswith(self.output_prefix):
+                raise ConfigError(f"model.output_prefix: {self.output_prefix!r} does not start this output "
+                                  f"({output[:60]!r})")
+            answer = answer[len(self.output_prefix):]
         return working + split_text(answer, self.output_split)
 
     def _split_answer(self, text: str) -> tuple[str, str]:
@@ -197,23 +204,26 @@ class PromptFormat:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "template": self.template, "input_split": self.input_split,
-                "output_split": self.output_split, "answer_marker": self.answer_marker}
+                "output_split": self.output_split, "answer_marker": self.answer_marker,
+                "output_prefix": self.output_prefix}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PromptFormat:
         return cls(name=d["name"], template=d.get("template"), input_split=d.get("input_split", "none"),
-                   output_split=d.get("output_split", "none"), answer_marker=d.get("answer_marker", ""))
+                   output_split=d.get("output_split", "none"), answer_marker=d.get("answer_marker", ""),
+                   output_prefix=d.get("output_prefix", ""))
 
 
 def get_format(spec: str, input_split: str = "none", output_split: str = "none",
-               answer_marker: str = "") -> PromptFormat:
+               answer_marker: str = "", output_prefix: str = "") -> PromptFormat:
     """A built-in name (plain, instruct, chat) or the path of a Jinja template for the prompt,
-    with the spelling of inputs and outputs (SPLITS) and the marker before an output's answer."""
+    with the spelling of inputs and outputs (SPLITS), the marker before an output's answer and
+    the text every answer starts with."""
     for key, how in (("model.input_split", input_split), ("model.output_split", output_split)):
         if how not in SPLITS:
             raise ConfigError(f"{key}: {how!r} is not one of {', '.join(SPLITS)}")
     fmt = _template_format(spec)
-    return PromptFormat(fmt.name, fmt.template, input_split, output_split, answer_marker)
+    return PromptFormat(fmt.name, fmt.template, input_split, output_split, answer_marker, output_prefix)
 
 
 def require_instruction_slot(fmt: PromptFormat, source: str | None) -> None:
