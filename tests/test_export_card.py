@@ -214,3 +214,19 @@ def test_the_cards_snippet_spells_and_reads_numbers_as_seqtune_does():
     scope["answer"] = split_text(inchi, "numbers")
     exec(compile(read_line, "card-read", "exec"), scope)
     assert scope["answer"] == join_text(split_text(inchi, "numbers"), "numbers") == inchi
+
+
+def test_the_cards_limits_say_what_each_chemistry_task_writes_and_how_to_check_it():
+    """A chemist reading an InChI model's card is sent to RDKit, not OPSIN; every chemistry task has its words."""
+    from seqtune.chem import CHEM_TASKS
+    from seqtune.model_card import _CHECKS, _limits
+
+    assert set(_CHECKS) == CHEM_TASKS
+    prov = {"settings": {"max_heavy_atoms": 14}}
+    inchi = _limits("smiles2inchi", prov, {"same_molecule_pct": 55.7})
+    assert "About 56% of test InChIs are the input's molecule" in inchi and "RDKit" in inchi
+    assert "OPSIN" not in inchi and "name" not in inchi and "at most 14 heavy atoms" in inchi
+    naming = _limits("smiles2iupac", {}, {"same_molecule_pct": 20.0})
+    assert "OPSIN round trip" in naming and "test names" in naming
+    assert "formulas" in _limits("smiles2formula", {}, {}) and "% of test" not in _limits("smiles2formula", {}, {})
+    assert _limits("my_task", prov, {"same_molecule_pct": 1.0}).endswith("when they are wrong.")

@@ -126,17 +126,29 @@ def _scores_table(scores: dict[str, Any]) -> str:
     return f"| metric | value |\n|---|---|\n{rows}" if rows else "(no test scores recorded)"
 
 
+# What each chemistry task writes, and how a user checks one before trusting it: the card is read
+# by chemists, so an InChI model must not be sent to OPSIN.
+_CHECKS = {
+    "smiles2iupac": ("names", "Check each name with an OPSIN round trip (`seqtune predict --verify opsin`, or the "
+                     "badge on the `seqtune serve` page)"),
+    "iupac2smiles": ("SMILES", "Check each SMILES by naming it back (`seqtune predict --verify round_trip`)"),
+    "smiles2inchi": ("InChIs", "Check each InChI by reading it back with RDKit (`seqtune predict --verify round_trip`)"),
+    "smiles2formula": ("formulas", "Compute formulas with RDKit where they matter"),
+    "randomsmiles2canonical": ("SMILES", "Canonicalise with RDKit where it matters"),
+}
+
+
 def _limits(task: str, prov: dict[str, Any], scores: dict[str, Any]) -> str:
     text = ("A small language model trained on one task: it answers in the form of its training outputs and "
             "does not follow other instructions. Outputs look plausible when they are wrong.")
     if task in CHEM_TASKS:
+        noun, check = _CHECKS[task]
         atoms = prov.get("settings", {}).get("max_heavy_atoms")
         size = f" (training molecules had at most {atoms} heavy atoms)" if atoms else ""
         same = scores.get("same_molecule_pct")
-        rate = f" About {same:.0f}% of test names parse back to the input molecule." if same is not None else ""
-        text += (f" Molecules unlike the training set{size} are named worse.{rate} Check each name with an OPSIN "
-                 "round trip (`seqtune predict --verify opsin`, or the badge on the `seqtune serve` page) before "
-                 "using it; do not use unchecked names for safety, regulatory or purchasing decisions.")
+        rate = f" About {same:.0f}% of test {noun} are the input's molecule." if same is not None else ""
+        text += (f" Molecules unlike the training set{size} get worse {noun}.{rate} {check} before using one; "
+                 f"do not use unchecked {noun} for safety, regulatory or purchasing decisions.")
     return text
 
 
