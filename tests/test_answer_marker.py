@@ -4,7 +4,7 @@ answer, and only the answer is predicted, scored and compared with the reference
 import json
 
 import pytest
-from tiny import make_tokenizer
+from tiny import make_tokenizer, tiny_run
 
 from seqtune.config import load_config
 from seqtune.errors import ConfigError
@@ -43,12 +43,7 @@ def test_a_run_with_working_scores_answers_and_refuses_a_reranker(tmp_path, tiny
 
     rows = [{"input": "C" * k, "output": f"{' '.join('a' * k)}{MARK}{name}"} for k, name in
             enumerate(["methane", "ethane", "propane", "butane", "pentane", "hexane"] * 3, start=1)]
-    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    raw = {"out_dir": str(tmp_path / "run"), "evaluate_base": False,
-           "data": {"path": str(tmp_path / "train.jsonl"), "val_fraction": 0.2, "test_fraction": 0.2},
-           "model": {"name": str(tiny_llama_dir), "format": "plain", "answer_marker": MARK},
-           "train": {"epochs": 1, "batch_size": 4, "progress": False, "logger": "none", "precision": "fp32"},
-           "generate": {"max_new_tokens": 6}}
+    raw = tiny_run(tmp_path, rows, tiny_llama_dir, {"answer_marker": MARK})
     run_pipeline(load_config(None, raw))
     folder = tmp_path / "run" / "model"
     assert json.loads((folder / "seqtune.json").read_text())["format"]["answer_marker"] == MARK

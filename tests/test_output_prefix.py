@@ -4,7 +4,7 @@ and comes back on every prediction (decode, the model folder, the card's snippet
 import json
 
 import pytest
-from tiny import make_tokenizer
+from tiny import make_tokenizer, tiny_run
 
 from seqtune.config import load_config
 from seqtune.errors import ConfigError
@@ -48,12 +48,7 @@ def test_a_run_predicts_whole_outputs_and_its_card_puts_the_prefix_back(tmp_path
     from seqtune.pipeline import run_pipeline
 
     rows = [{"input": "C" * k, "output": f"{PREFIX}C{k}/c{k}"} for k in range(1, 19)]
-    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    raw = {"out_dir": str(tmp_path / "run"), "evaluate_base": False,
-           "data": {"path": str(tmp_path / "train.jsonl"), "val_fraction": 0.2, "test_fraction": 0.2},
-           "model": {"name": str(tiny_llama_dir), "format": "plain", "output_prefix": PREFIX},
-           "train": {"epochs": 1, "batch_size": 4, "progress": False, "logger": "none", "precision": "fp32"},
-           "generate": {"max_new_tokens": 4}}
+    raw = tiny_run(tmp_path, rows, tiny_llama_dir, {"output_prefix": PREFIX}, max_new_tokens=4)
     run_pipeline(load_config(None, raw))
     folder = tmp_path / "run" / "model"
     meta = json.loads((folder / "seqtune.json").read_text())
@@ -72,11 +67,7 @@ def test_a_run_whose_data_lacks_the_prefix_fails_before_writing(tmp_path, tiny_l
     from seqtune.pipeline import run_pipeline
 
     rows = [{"input": "C" * k, "output": f"{PREFIX}C{k}" if k != 7 else "C7"} for k in range(1, 19)]
-    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    raw = {"out_dir": str(tmp_path / "run"), "evaluate_base": False,
-           "data": {"path": str(tmp_path / "train.jsonl"), "val_fraction": 0.2, "test_fraction": 0.2},
-           "model": {"name": str(tiny_llama_dir), "format": "plain", "output_prefix": PREFIX},
-           "train": {"epochs": 1, "batch_size": 4, "progress": False, "logger": "none", "precision": "fp32"}}
+    raw = tiny_run(tmp_path, rows, tiny_llama_dir, {"output_prefix": PREFIX})
     with pytest.raises(ConfigError, match="does not start this output \\('C7'\\)"):
         run_pipeline(load_config(None, raw))
     assert not (tmp_path / "run").exists()

@@ -81,3 +81,16 @@ def save_tiny(kind: str, folder: str | Path, seed: int = 0, **model_kwargs) -> P
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+def tiny_run(folder: Path, rows: list[dict], model_dir: Path, model: dict, max_new_tokens: int = 6) -> dict:
+    """A run's raw config: `rows` written as folder/train.jsonl, one fp32 epoch of the tiny model at
+    model_dir with the `model` settings given, 20 % each held out for validation and test."""
+    import json
+
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return {"out_dir": str(folder / "run"), "evaluate_base": False,
+            "data": {"path": str(folder / "train.jsonl"), "val_fraction": 0.2, "test_fraction": 0.2},
+            "model": {"name": str(model_dir), "format": "plain", **model},
+            "train": {"epochs": 1, "batch_size": 4, "progress": False, "logger": "none", "precision": "fp32"},
+            "generate": {"max_new_tokens": max_new_tokens}}
