@@ -41,7 +41,7 @@ from seqtune.lineage import run_splits, seen_note
 from seqtune.metrics import score, selection_metric
 from seqtune.modeling import ModelInfo, count_params, load_model, read_model_info, save_model
 from seqtune.output_vocab import restrict_to_outputs
-from seqtune.prompts import PromptFormat, encode_example, eos_id, get_format, require_instruction_slot
+from seqtune.prompts import PromptFormat, encode_example, eos_id, model_format, require_instruction_slot
 from seqtune.rundir import RunDir
 from seqtune.runtime import loaded_allocator, package_versions, resolve_precision
 from seqtune.stats import METHOD, with_intervals
@@ -188,8 +188,7 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
             read_model_info(Path(cfg.generate.rerank_model))
         except SeqtuneError as err:
             raise ConfigError(f"generate.rerank_model: {err}") from None
-    fmt = get_format(cfg.model.format, cfg.model.input_split, cfg.model.output_split, cfg.model.answer_marker,
-                     cfg.model.output_prefix)
+    fmt = model_format(cfg.model)
     require_instruction_slot(fmt, splits.stats.get("instructions"))
     from accelerate import PartialState
 

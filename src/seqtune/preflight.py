@@ -14,7 +14,7 @@ from seqtune.config import RunConfig
 from seqtune.lineage import run_splits, seen_note
 from seqtune.modeling import count_params, load_model
 from seqtune.output_vocab import restrict_to_outputs
-from seqtune.prompts import eos_id, get_format, require_instruction_slot
+from seqtune.prompts import eos_id, model_format, require_instruction_slot
 from seqtune.training_pairs import training_pairs
 
 TIMED_STEPS = 4
@@ -78,8 +78,7 @@ def preflight(cfg: RunConfig, time_steps: bool = True) -> str:
                  f"train/val/test = {len(splits.train)}/{len(splits.val)}/{len(splits.test)}")
     if note := seen_note(splits):
         lines.append(note)
-    fmt = get_format(cfg.model.format, cfg.model.input_split, cfg.model.output_split, cfg.model.answer_marker,
-                     cfg.model.output_prefix)
+    fmt = model_format(cfg.model)
     require_instruction_slot(fmt, splits.stats.get("instructions"))
     model, tok = load_model(cfg.model)
     total, trainable = count_params(model)

@@ -15,12 +15,15 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from seqtune.errors import ConfigError
+
+if TYPE_CHECKING:
+    from seqtune.config import ModelConfig
 
 BUILTIN = {
     # The bare form: input, newline, output.
@@ -224,6 +227,12 @@ def get_format(spec: str, input_split: str = "none", output_split: str = "none",
             raise ConfigError(f"{key}: {how!r} is not one of {', '.join(SPLITS)}")
     fmt = _template_format(spec)
     return PromptFormat(fmt.name, fmt.template, input_split, output_split, answer_marker, output_prefix)
+
+
+def model_format(model: ModelConfig) -> PromptFormat:
+    """The prompt format a run's model settings describe (model.format, its spellings, answer marker
+    and output prefix): the one reading of them, for training and for its preflight."""
+    return get_format(model.format, model.input_split, model.output_split, model.answer_marker, model.output_prefix)
 
 
 def require_instruction_slot(fmt: PromptFormat, source: str | None) -> None:
