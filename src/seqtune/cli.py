@@ -132,6 +132,8 @@ def cmd_predict(argv: list[str]) -> int:
                    "models (noisy channel)")
     p.add_argument("--canonical", action="store_true", help="SMILES outputs: rewrite every beam in canonical form "
                    "(for a model trained with data.output_order: name)")
+    p.add_argument("--guide", action="store_true", help="smiles2inchi: drop beams whose InChI so far cannot be "
+                   "the input molecule's while searching")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-new-tokens", type=int, default=None, help="default: the model's generation_config.json")
     a = p.parse_args(argv)
@@ -139,7 +141,7 @@ def cmd_predict(argv: list[str]) -> int:
     result = predict(a.model, a.input, a.output, num_beams=a.beams, candidates=a.candidates, verify=a.verify,
                      batch_size=a.batch_size, max_new_tokens=a.max_new_tokens, input_column=a.input_column,
                      output_column=a.output_column, spellings=a.spellings, rerank_model=a.rerank_model,
-                     canonical=a.canonical)
+                     canonical=a.canonical, guide=a.guide)
     print(json.dumps(result, indent=2), file=sys.stderr if not a.output else sys.stdout)
     return 0
 
@@ -164,6 +166,8 @@ def cmd_evaluate(argv: list[str]) -> int:
                    "models (noisy channel)")
     p.add_argument("--canonical", action="store_true", help="SMILES outputs: rewrite every beam in canonical form "
                    "(for a model trained with data.output_order: name)")
+    p.add_argument("--guide", action="store_true", help="smiles2inchi: drop beams whose InChI so far cannot be "
+                   "the input molecule's while searching")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-new-tokens", type=int, default=128)
     a = p.parse_args(argv)
@@ -171,7 +175,8 @@ def cmd_evaluate(argv: list[str]) -> int:
     if a.model:
         result = evaluate_model(a.model, a.holdout, a.output, a.checkpoint, num_beams=a.beams, candidates=a.candidates,
                                 verify=a.verify, batch_size=a.batch_size, max_new_tokens=a.max_new_tokens,
-                                spellings=a.spellings, rerank_model=a.rerank_model, canonical=a.canonical)
+                                spellings=a.spellings, rerank_model=a.rerank_model, canonical=a.canonical,
+                                guide=a.guide)
     else:
         result = evaluate_file(a.predictions, a.task, a.output)
     print(json.dumps(result, indent=2))

@@ -43,4 +43,17 @@ def round_trip_refusal(task: str) -> str | None:
             "use vote or well_formed")
 
 
-__all__ = ["CHEM_TASKS", "INPUT_KINDS", "NAME_OUTPUT_TASKS", "ROUND_TRIP_TASKS", "SMILES_OUTPUT_TASKS", "round_trip_refusal"]
+# The tasks whose partial outputs a check can judge against the input molecule while beams are
+# searched, which `generate.guide` needs (``ChemTask.prefix_check``; a test holds the two equal).
+GUIDED_TASKS: tuple[str, ...] = ("smiles2inchi",)
+
+
+def guide_refusal(task: str) -> str | None:
+    """Why `guide` cannot serve ``task`` (None where it can), for the config and the decode path."""
+    if task in GUIDED_TASKS:
+        return None
+    return f"guide checks the partial outputs of {', '.join(GUIDED_TASKS)}, not of {task!r}"
+
+
+__all__ = ["CHEM_TASKS", "GUIDED_TASKS", "INPUT_KINDS", "NAME_OUTPUT_TASKS", "ROUND_TRIP_TASKS", "SMILES_OUTPUT_TASKS", "guide_refusal",
+           "round_trip_refusal"]

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from . import CHEM_TASKS, INPUT_KINDS, molecules, naming, opsin, pubchem, scores
+from . import CHEM_TASKS, INPUT_KINDS, inchi_prefix, molecules, naming, opsin, pubchem, scores
 
 __all__ = ["CHEM_TASKS", "INSTRUCTIONS", "TASKS", "ChemTask", "get_task", "make_example", "mix_examples"]
 
@@ -61,6 +61,9 @@ class ChemTask:
     # (what it is, inputs -> answers, None where it has none): a second baseline independent of
     # the tools that made the labels (which score ~100 % by construction), where one exists offline.
     lookup: tuple[str, Callable[[list[str]], list[str | None]]] | None = None
+    # input -> a test of an output's start (None where the input cannot be read): whether it can
+    # still be a right answer for that input, judged from the candidate alone (`generate.guide`).
+    prefix_check: Callable[[str], Callable[[str, bool], bool] | None] | None = None
 
     @property
     def input_kind(self) -> str:
@@ -263,6 +266,7 @@ TASKS: dict[str, ChemTask] = {
             answers=_inchi_molecules,
             round_trip=(_smiles_tautomers, _inchi_tautomers),
             baseline=_per_molecule(lambda mol, text: molecules.inchi_from_mol(mol) or ""),
+            prefix_check=inchi_prefix.prefix_check,
         ),
     )
 }
@@ -274,6 +278,14 @@ def get_task(task: str) -> ChemTask:
     if task not in TASKS:
         raise ValueError(f"Unknown chemistry task {task!r}; expected one of {sorted(CHEM_TASKS)}")
     return TASKS[task]
+
+
+def prefix_checks(task: str, inputs: list[str]) -> list[Callable[[str, bool], bool] | None]:
+    """Per input, the test `generate.guide` runs on each beam's text so far (chem.inchi_prefix)."""
+    check = get_task(task).prefix_check
+    if check is None:
+        raise ValueError(f"guide: no check of a partial output for {task!r}")
+    return [check(x) for x in inputs]
 
 
 def make_example(task: str, canonical: str, name: str, seed: int) -> Example | None:

@@ -34,6 +34,9 @@ class DecodeSettings:
     rerank_model: str = ""
     # SMILES outputs rewritten canonical (chem.tasks.canonical_forms) before verify and scores.
     canonical: bool = False
+    # Beams whose output so far cannot be the input molecule's are dropped during the search
+    # (chem.tasks.prefix_checks), so their places go to beams that still can be.
+    guide: bool = False
 
     def __post_init__(self) -> None:
         from seqtune.errors import ConfigError
@@ -78,6 +81,12 @@ def decode_rows(model: Any, tokenizer: Any, fmt: PromptFormat, task: str, inputs
 
         if why := round_trip_refusal(task or "this model"):
             raise ConfigError(f"verify: {why}")
+    if s.guide:
+        from seqtune.chem import guide_refusal
+        from seqtune.errors import ConfigError
+
+        if why := guide_refusal(task or "this model"):
+            raise ConfigError(f"guide: {why}")
     if s.reranking and fmt.answer_marker:
         from seqtune.errors import ConfigError
 
@@ -156,9 +165,14 @@ def spelled_beams(model: Any, tokenizer: Any, fmt: PromptFormat, task: str, inpu
         spelled = input_spellings(task, inputs, s.spellings)
     flat = [(i, x) for i, variants in enumerate(spelled) for x in variants]
     prompts = [encode_prompt(tokenizer, fmt, x, instructions[i]) for i, x in flat]
+    keep = None
+    if s.guide:
+        from seqtune.chem.tasks import prefix_checks
+
+        keep = prefix_checks(task, [x for _, x in flat])
     beams = generate(model, tokenizer, prompts, num_beams=s.beams, num_return=s.returned,
                      max_new_tokens=s.max_new_tokens, batch_size=s.batch_size, precision=s.precision,
-                     progress=progress, text_of=fmt.output_text)
+                     progress=progress, text_of=fmt.output_text, keep=keep)
     per_input: list[list[list[str]]] = [[] for _ in inputs]
     for (i, _), out in zip(flat, beams, strict=True):
         per_input[i].append(out)
