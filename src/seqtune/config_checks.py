@@ -55,7 +55,6 @@ def _check_numbers(cfg: RunConfig) -> None:
                                "(pretrained weights would not fit a changed architecture)")
 
 
-
 def _check_decoding(cfg: RunConfig) -> None:
     d, m, g = cfg.data, cfg.model, cfg.generate
     if g.candidates > g.num_beams and g.candidates > 1:

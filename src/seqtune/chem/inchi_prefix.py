@@ -20,6 +20,8 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
+from .molecules import parse_formula
+
 _ELEMENT = re.compile(r"([A-Z][a-z]?)(\d*)")
 _COMPONENT = re.compile(r"^(\d*)((?:[A-Z][a-z]?\d*)+)$")
 _LAYER_END = "/"
@@ -51,9 +53,12 @@ def heavy_counts(formula: str) -> Counter[str] | None:
         if match is None:
             return None
         times = int(match.group(1)) if match.group(1) else 1
-        for element, count in _ELEMENT.findall(match.group(2)):
+        parsed = parse_formula(match.group(2))
+        if parsed is None:
+            return None
+        for element, count in parsed[0].items():
             if element != "H":
-                total[element] += times * (int(count) if count else 1)
+                total[element] += times * count
     return total
 
 
@@ -283,4 +288,5 @@ def _beyond(layer: str, n_atoms: int) -> bool:
 
 
 def _formula_hydrogens(formula: str) -> int:
-    return sum(int(count or 1) for element, count in _ELEMENT.findall(formula) if element == "H")
+    parsed = parse_formula(formula)
+    return parsed[0]["H"] if parsed else 0
