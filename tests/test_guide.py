@@ -49,6 +49,7 @@ def test_the_right_inchi_of_ethanol_passes_and_may_end(ethanol):
     "InChI=1S/C2H4O/",  # other hydrogens
     "InChI=1S/C2H6O/c1-3-2/",  # dimethyl ether's bonds: no C-O-C in ethanol
     "InChI=1S/C2H6O/c1-4",  # an atom past the third
+    "InChI=1S/C2H6O/c2-1-3/",  # carbon 1 with two heavy neighbours, carbon 2 with one: fewer come first
     "InChI=1S/C2H6O/c1-2-1-",  # a bond said twice
     "InChI=1S/C2H6O/c1-1-",  # an atom bonded to itself
     "InChI=1S/C2H6O/c1-2-3/h3H,1H2,2H3/",  # three hydrogens on the carbon bonded to oxygen
@@ -59,6 +60,17 @@ def test_the_right_inchi_of_ethanol_passes_and_may_end(ethanol):
 ])
 def test_a_start_that_cannot_be_ethanol_is_dropped(ethanol, start):
     assert not ethanol(start, False)
+
+
+def test_numbering_is_held_to_its_rule_about_single_atoms_not_made_canonical():
+    pytest.importorskip("rdkit")
+    from seqtune.chem.inchi_prefix import prefix_check
+
+    check = prefix_check("CCCO")  # InChI=1S/C3H8O/c1-2-3-4/h4H,2-3H2,1H3
+    assert check("InChI=1S/C3H8O/c3-2-1", False)  # carbon 1 at the chain's end, as propanol's methyl
+    assert not check("InChI=1S/C3H8O/c3-2-1-4/", False)  # carbon 1 then has two heavy neighbours
+    # Another numbering that keeps the rule passes: what is canonical is left to the model.
+    assert check("InChI=1S/C3H8O/c1-3-2-4", False) and check("InChI=1S/C3H8O/c1-3-2-4/h4H,2-3H2,1H3", True)
 
 
 def test_a_mobile_hydrogen_group_holds_no_carbon():
