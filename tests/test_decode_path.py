@@ -72,6 +72,43 @@ def test_vote_decoding_keeps_the_answer_the_beams_agree_on(monkeypatch):
         assert summary["exact_match"] == pytest.approx(50.0 if verify == "vote" else 0.0)
 
 
+def test_inputs_whose_beams_all_fail_are_searched_again_wider(monkeypatch):
+    pytest.importorskip("rdkit")
+    import seqtune.inference.decode as decode
+    from seqtune.prompts import get_format
+
+    searches = []
+
+    def fake_generate(model, tok, prompts, num_beams, num_return, **kw):
+        searches.append((list(prompts), num_beams))
+        first = {"OCC": ["CCO", "C("], "NCC": ["C(", "C1CC("], "CC(": ["C(", "C1("]}
+        wide = {"NCC": ["C(", "C1C", "CCN", "CC"], "CC(": ["C(", "C1(", "C((", "C1CC("]}
+        return [list((first if num_beams == 2 else wide)[x][:num_return]) for x in prompts]
+
+    monkeypatch.setattr(decode, "encode_prompt", lambda tok, fmt, x, instr: x)
+    monkeypatch.setattr(decode, "generate", fake_generate)
+    s = DecodeSettings(num_beams=2, verify="well_formed", retry_beams=4)
+    summary, rows = decode.decode_rows(None, None, get_format("plain"), "randomsmiles2canonical",
+                                       ["OCC", "NCC", "CC("], ["i"] * 3, ["CCO", "CCN", "CCO"], s)
+    assert searches == [(["OCC", "NCC", "CC("], 2), (["NCC", "CC("], 4)]  # only the two that found nothing
+    assert [r["prediction"] for r in rows] == ["CCO", "CCN", "C("]  # none of the wider beams: the first pick
+    assert [r["verified"] for r in rows] == [True, True, False]
+    assert [r["top_beam"] for r in rows] == ["CCO", "C(", "C("]  # the model's own first search
+    assert summary["exact_match"] == pytest.approx(200 / 3) and summary["verified_pct"] == pytest.approx(200 / 3)
+
+
+@pytest.mark.parametrize(("verify", "retry"), [("none", 8), ("well_formed", 2)])
+def test_a_retry_needs_a_check_and_a_wider_search(verify, retry):
+    from seqtune.config import load_config
+    from seqtune.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"retry_beams: {retry} needs verify"):
+        DecodeSettings(num_beams=2, verify=verify, retry_beams=retry)
+    with pytest.raises(ConfigError, match=f"generate.retry_beams: {retry} needs generate.verify"):
+        load_config(None, ["data.task=randomsmiles2canonical", "generate.num_beams=2", f"generate.verify={verify}",
+                           f"generate.retry_beams={retry}"])
+
+
 def _jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 

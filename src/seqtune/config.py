@@ -233,10 +233,14 @@ class GenerateConfig:
     # for a model taught another spelling (data.output_order: name).
     canonical: bool = False
     # smiles2inchi: drop each beam, while the search runs, once what it has written cannot be the
-    # input molecule's InChI (other atoms, a bond or hydrogens the molecule lacks), so its place goes
-    # to one that still can be. The beam is held against the input's atoms and bonds; InChI's atom
-    # numbering, what the model learns, is never computed (chem.inchi_prefix).
+    # input molecule's InChI (other atoms, a bond or hydrogens the molecule lacks, an atom number
+    # against InChI's rule that fewer heavy neighbours come first), so its place goes to one that
+    # still can be. InChI's canonical numbering, what the model learns, is never computed
+    # (chem.inchi_prefix).
     guide: bool = False
+    # Inputs none of whose beams verify are decoded again with this many beams, checked the same way
+    # (0: never): the wider search is paid for only where the first found nothing.
+    retry_beams: int = 0
 
 
 @dataclass

@@ -33,6 +33,7 @@ def _check_numbers(cfg: RunConfig) -> None:
         "train.max_steps": t.max_steps, "train.weight_decay": t.weight_decay,
         "train.max_grad_norm": t.max_grad_norm, "train.keep_checkpoints": t.keep_checkpoints,
         "model.freeze_layers": m.freeze_layers, "model.keep_layers": m.keep_layers,
+        "generate.retry_beams": g.retry_beams,
     }
     for key, v in non_negative.items():
         if v < 0:
@@ -68,6 +69,10 @@ def _check_decoding(cfg: RunConfig) -> None:
             raise KeyedConfigError("generate.rerank_model", "generate.rerank_model: scores whole outputs, and "
                                    "model.answer_marker has the model write its working first; use one of them")
     _check_output_order(d, g)
+    if g.retry_beams and (g.verify == "none" or g.retry_beams <= max(g.num_beams, g.candidates)):
+        raise KeyedConfigError("generate.retry_beams", f"generate.retry_beams: {g.retry_beams} needs generate.verify "
+                               "(to know which inputs found nothing) and more beams than the first search's "
+                               f"{max(g.num_beams, g.candidates)}")
     if g.verify == "round_trip":
         from seqtune.chem import round_trip_refusal
 

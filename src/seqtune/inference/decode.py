@@ -5,7 +5,8 @@ Verified decoding (verify: opsin) decodes max(num_beams, candidates) beams and k
 input, the first beam that round-trips to the input molecule (else the top beam); verify:
 round_trip the first that a rules tool reads back to the input itself; verify: well_formed the
 first beam that is a well-formed output, judged without the input; verify: vote a well-formed
-spelling of the answer the beams agree on most (chem.verify). Rows and
+spelling of the answer the beams agree on most (chem.verify). With retry_beams, the inputs none
+of whose beams verified are searched again, wider. Rows and
 scores then carry what verification added: per row `verified` and the plain `top_beam`; in
 the summary `verified_pct` and the top beam's scores as `top_beam_<score>`. Scored against
 references, the summary also holds `ci95`: each score's 95 % bootstrap interval (seqtune.stats).
@@ -13,7 +14,7 @@ references, the summary also holds `ci95`: each score's 95 % bootstrap interval 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from seqtune.inference.generate import generate
@@ -37,10 +38,15 @@ class DecodeSettings:
     # Beams whose output so far cannot be the input molecule's are dropped during the search
     # (chem.tasks.prefix_checks), so their places go to beams that still can be.
     guide: bool = False
+    # Inputs none of whose beams verify are decoded again with this many beams (0: never).
+    retry_beams: int = 0
 
     def __post_init__(self) -> None:
         from seqtune.errors import ConfigError
 
+        if self.retry_beams and (not self.verifying or self.retry_beams <= self.beams):
+            raise ConfigError(f"retry_beams: {self.retry_beams} needs verify (to know which inputs found nothing) "
+                              f"and more beams than the first search's {self.beams}")
         if self.spellings > 1 and not self.verifying:
             raise ConfigError(f"spellings: {self.spellings} needs verify (vote, opsin or well_formed) to choose "
                               "among the spellings' beams")
@@ -75,48 +81,14 @@ def decode_rows(model: Any, tokenizer: Any, fmt: PromptFormat, task: str, inputs
     s = settings
     refs = [fmt.answer(r) for r in refs] if refs is not None else None  # a reference's working is not scored
     reverse = None
-    if s.verify == "round_trip":  # here, not after minutes of decoding
-        from seqtune.chem import round_trip_refusal
-        from seqtune.errors import ConfigError
-
-        if why := round_trip_refusal(task or "this model"):
-            raise ConfigError(f"verify: {why}")
-    if s.guide:
-        from seqtune.chem import guide_refusal
-        from seqtune.errors import ConfigError
-
-        if why := guide_refusal(task or "this model"):
-            raise ConfigError(f"guide: {why}")
-    if s.reranking and fmt.answer_marker:
-        from seqtune.errors import ConfigError
-
-        raise ConfigError("rerank_model: scores whole outputs, and this model writes its working before "
-                          f"{fmt.answer_marker!r}; decode without rerank_model")
+    _refuse(task, fmt, s)  # here, not after minutes of decoding
     if s.reranking:  # loaded first: a wrong folder fails before minutes of decoding, not after
-        from seqtune.inference.rerank import channel_rerank, load_reverse
+        from seqtune.inference.rerank import load_reverse
 
         reverse = load_reverse(s.rerank_model, str(next(model.parameters()).device))
-    outs, ranks, tops = _candidates(model, tokenizer, fmt, task, inputs, instructions, s, progress)
-    canonical: dict[str, str] | None = None
-    if s.canonical:  # each beam as the model wrote it -> its canonical form
-        from seqtune.chem.tasks import canonical_forms
-
-        canonical = canonical_forms([*tops, *(c for cands in outs for c in cands)])
-        tops = [canonical[t] for t in tops]
-    if reverse is not None:
-        outs = channel_rerank(model, tokenizer, fmt, inputs, instructions, outs, reverse, s.batch_size, s.precision,
-                              reverse_text=canonical)
-        ranks = None
-    if canonical is not None:  # after reranking, which scores each beam as its model wrote it
-        outs = [[canonical[c] for c in cands] for cands in outs]
-    preds = [c[0] if c else top for c, top in zip(outs, tops)] if reverse is not None else tops
-    verified = None
-    if s.verifying:
-        from seqtune.chem.verify import pick
-
-        picks = pick(task, s.verify, inputs, outs, ranks)
-        verified = [pick is not None for pick in picks]
-        preds = [c[pick] if pick is not None else pred for c, pick, pred in zip(outs, picks, preds)]
+    preds, tops, verified = _picks(model, tokenizer, fmt, task, inputs, instructions, s, reverse, progress)
+    if s.retry_beams and verified is not None and not all(verified):
+        _retry(model, tokenizer, fmt, task, inputs, instructions, s, reverse, progress, preds, verified)
     chosen = s.verifying or s.reranking  # the prediction may differ from the top beam
     summary: dict[str, Any] = {"n": len(inputs)}
     per: list[dict[str, Any]] = [{} for _ in inputs]
@@ -140,6 +112,67 @@ def decode_rows(model: Any, tokenizer: Any, fmt: PromptFormat, task: str, inputs
     if refs is not None:  # scores against references: each with its 95 % interval (seqtune.stats)
         summary[CI_KEY] = {**intervals(summary, rows), **top_cis}
     return summary, rows
+
+
+def _refuse(task: str, fmt: PromptFormat, s: DecodeSettings) -> None:
+    """Settings this model's task or format cannot decode with, refused before any decoding."""
+    from seqtune.errors import ConfigError
+
+    if s.verify == "round_trip":
+        from seqtune.chem import round_trip_refusal
+
+        if why := round_trip_refusal(task or "this model"):
+            raise ConfigError(f"verify: {why}")
+    if s.guide:
+        from seqtune.chem import guide_refusal
+
+        if why := guide_refusal(task or "this model"):
+            raise ConfigError(f"guide: {why}")
+    if s.reranking and fmt.answer_marker:
+        raise ConfigError("rerank_model: scores whole outputs, and this model writes its working before "
+                          f"{fmt.answer_marker!r}; decode without rerank_model")
+
+
+def _retry(model: Any, tokenizer: Any, fmt: PromptFormat, task: str, inputs: list[str], instructions: list[str],
+           s: DecodeSettings, reverse: Any, progress: bool, preds: list[str], verified: list[bool]) -> None:
+    """The inputs none of whose beams verified, decoded again with `retry_beams` beams: where one of
+    those verifies, it replaces the prediction (in place); elsewhere the first search's pick stands."""
+    again = [i for i, ok in enumerate(verified) if not ok]
+    wide = replace(s, num_beams=s.retry_beams, candidates=s.retry_beams, retry_beams=0)
+    found, _, checked = _picks(model, tokenizer, fmt, task, [inputs[i] for i in again],
+                               [instructions[i] for i in again], wide, reverse, progress)
+    for i, pred, ok in zip(again, found, checked or [], strict=True):
+        if ok:
+            preds[i], verified[i] = pred, True
+
+
+def _picks(model: Any, tokenizer: Any, fmt: PromptFormat, task: str, inputs: list[str], instructions: list[str],
+           s: DecodeSettings, reverse: Any, progress: bool) -> tuple[list[str], list[str], list[bool] | None]:
+    """Each input's prediction, its top beam, and (verifying) whether a beam verified: the beams
+    made canonical and reranked where asked, then picked by verify."""
+    outs, ranks, tops = _candidates(model, tokenizer, fmt, task, inputs, instructions, s, progress)
+    canonical: dict[str, str] | None = None
+    if s.canonical:  # each beam as the model wrote it -> its canonical form
+        from seqtune.chem.tasks import canonical_forms
+
+        canonical = canonical_forms([*tops, *(c for cands in outs for c in cands)])
+        tops = [canonical[t] for t in tops]
+    if reverse is not None:
+        from seqtune.inference.rerank import channel_rerank
+
+        outs = channel_rerank(model, tokenizer, fmt, inputs, instructions, outs, reverse, s.batch_size, s.precision,
+                              reverse_text=canonical)
+        ranks = None
+    if canonical is not None:  # after reranking, which scores each beam as its model wrote it
+        outs = [[canonical[c] for c in cands] for cands in outs]
+    preds = [c[0] if c else top for c, top in zip(outs, tops)] if reverse is not None else tops
+    if not s.verifying:
+        return preds, tops, None
+    from seqtune.chem.verify import pick
+
+    picks = pick(task, s.verify, inputs, outs, ranks)
+    preds = [c[k] if k is not None else pred for c, k, pred in zip(outs, picks, preds)]
+    return preds, tops, [k is not None for k in picks]
 
 
 def _candidates(model: Any, tokenizer: Any, fmt: PromptFormat, task: str, inputs: list[str], instructions: list[str],
