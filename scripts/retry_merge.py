@@ -1,0 +1,47 @@
+"""What `generate.retry_beams` gives, from two `seqtune evaluate` outputs run apart: the first search's rows,
+and a wider search of the inputs none of whose beams verified. A miss takes the wider search's row where one
+of its beams verified (the first search's top beam kept, as decode_rows keeps it); the rest stand.
+
+    .venv/bin/python scripts/retry_merge.py FIRST.jsonl [FIRST2.jsonl ...] --retry WIDE.jsonl [...] --out ROWS.jsonl
+
+Prints the merged scores with their 95 % intervals (seqtune.stats). Used for the thirty-fifth session's
+smiles2inchi figure (runs/lever/degree/out_part0*/ and runs/lever/retry/out_part0*/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from seqtune.stats import intervals
+
+
+def read(path: str) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("first", nargs="+")
+    p.add_argument("--retry", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    a = p.parse_args()
+    rows = [row for path in a.first for row in read(path)]
+    wide = {row["input"]: row for path in a.retry for row in read(path) if row["verified"]}
+    rescued = 0
+    for i, row in enumerate(rows):
+        if not row["verified"] and row["input"] in wide:
+            rows[i] = {**wide[row["input"]], "top_beam": row["top_beam"]}
+            rescued += 1
+    Path(a.out).write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    n = len(rows)
+    summary = {"n": n, "exact_match": 100.0 * sum(bool(r["exact"]) for r in rows) / n,
+               "verified_pct": 100.0 * sum(bool(r["verified"]) for r in rows) / n,
+               "top_beam_exact_match": 100.0 * sum(r["top_beam"] == r["reference"] for r in rows) / n}
+    summary["ci95"] = intervals(summary, rows)
+    print(json.dumps({"rescued": rescued, **summary}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
