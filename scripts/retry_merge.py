@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
+from seqtune.io import atomic_write_jsonl, read_jsonl
 from seqtune.stats import intervals
-
-
-def read(path: str) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def main() -> None:
@@ -27,14 +23,14 @@ def main() -> None:
     p.add_argument("--retry", nargs="+", required=True)
     p.add_argument("--out", required=True)
     a = p.parse_args()
-    rows = [row for path in a.first for row in read(path)]
-    wide = {row["input"]: row for path in a.retry for row in read(path) if row["verified"]}
+    rows = [row for path in a.first for row in read_jsonl(path)]
+    wide = {row["input"]: row for path in a.retry for row in read_jsonl(path) if row["verified"]}
     rescued = 0
     for i, row in enumerate(rows):
         if not row["verified"] and row["input"] in wide:
             rows[i] = {**wide[row["input"]], "top_beam": row["top_beam"]}
             rescued += 1
-    Path(a.out).write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    atomic_write_jsonl(a.out, rows)
     n = len(rows)
     summary = {"n": n, "exact_match": 100.0 * sum(bool(r["exact"]) for r in rows) / n,
                "verified_pct": 100.0 * sum(bool(r["verified"]) for r in rows) / n,

@@ -10,8 +10,8 @@ element and number of bonded heavy atoms come from the two rules InChI's numberi
 single atom: elements in the formula's order, and within an element fewer neighbours first (every
 one of the task's 28,396 one-component references keeps both). What is not: the refinement by
 neighbours that makes the numbering canonical, which is the part the model has to learn; a start
-that passes may number the atoms wrongly, and `verify: round_trip` judges the finished InChI. The input's InChI is never computed. Written here: no library reads a
-partial InChI.
+that passes may number the atoms wrongly, and `verify: round_trip` judges the finished InChI. The
+input's InChI is never computed. Written here: no library reads a partial InChI.
 """
 
 from __future__ import annotations
@@ -191,16 +191,15 @@ class _Input:
     def __init__(self, mol: Any) -> None:
         from rdkit import Chem
 
-        # Explicit hydrogen atoms (isotopes too) removed: D then counts an atom's heavy neighbours.
+        # The heavy-atom graph: explicit hydrogen atoms (isotopes too) removed, so D counts heavy neighbours.
         self.mol = Chem.RemoveAllHs(mol, sanitize=False)
-        self.degrees: dict[str, list[int]] = {}
+        self.degrees: dict[str, list[int]] = {}  # per element, its atoms' heavy neighbours, fewest first
         for atom in self.mol.GetAtoms():
             self.degrees.setdefault(atom.GetSymbol(), []).append(atom.GetDegree())
         for found in self.degrees.values():
             found.sort()
-        self.counts = Counter(a.GetSymbol() for a in mol.GetAtoms() if a.GetAtomicNum() > 1)
-        self.n_bonds = sum(1 for b in mol.GetBonds()
-                           if b.GetBeginAtom().GetAtomicNum() > 1 and b.GetEndAtom().GetAtomicNum() > 1)
+        self.counts = Counter({element: len(found) for element, found in self.degrees.items()})
+        self.n_bonds = self.mol.GetNumBonds()
         # A charged or isotope-labelled input's InChI may move hydrogens (/p) or count them apart
         # (/i): its hydrogens and later layers are then not judged.
         self.plain = not any(a.GetFormalCharge() or a.GetIsotope() or a.GetAtomicNum() == 1 for a in mol.GetAtoms())
@@ -247,12 +246,12 @@ class _Input:
 
     def _judge_atoms(self, atoms: list[str], layers: list[str]) -> bool:
         complete = len(layers) > 3
-        degrees = self._numbered_degrees(atoms)
         if _beyond(layers[2], len(atoms)):
             return False
         bonds = connection_bonds(layers[2][1:], complete)
         if any(b > len(atoms) for bond in bonds for b in bond) or (complete and len(bonds) != self.n_bonds):
             return False
+        degrees = self._numbered_degrees(atoms)
         if bonds and not self.mol.HasSubstructMatch(_pattern(atoms, degrees, bonds)):
             return False
         if not (complete and self.plain and layers[3].startswith("h")):

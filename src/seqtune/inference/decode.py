@@ -141,7 +141,8 @@ def _retry(model: Any, tokenizer: Any, fmt: PromptFormat, task: str, inputs: lis
     wide = replace(s, num_beams=s.retry_beams, candidates=s.retry_beams, retry_beams=0)
     found, _, checked = _picks(model, tokenizer, fmt, task, [inputs[i] for i in again],
                                [instructions[i] for i in again], wide, reverse, progress)
-    for i, pred, ok in zip(again, found, checked or [], strict=True):
+    assert checked is not None  # the retry is only asked for with verify (DecodeSettings)
+    for i, pred, ok in zip(again, found, checked, strict=True):
         if ok:
             preds[i], verified[i] = pred, True
 
