@@ -186,8 +186,8 @@ def test_round_trip_reads_candidates_back_and_never_the_input_forward():
     renumbered = "InChI=1S/C2H6O/c3-2-1/h3H,2H2,1H3"
     assert first_round_trip("smiles2inchi", ["OCC", "C(C"], [["InChI=1S/CH4/h1H4", renumbered, ethanol], [ethanol]]) == [2, None]
     # An epimer is another molecule, though tautomers read as one: glucose's InChI with centres
-    # inverted (both were verified for glucose on the test while keto/enol shifts counted as
-    # tautomers) does not pass for glucose; its own InChI does.
+    # inverted (the first was verified for glucose on the test while keto/enol shifts counted as
+    # tautomers, the second with those shifts and stereo kept) does not pass; its own InChI does.
     glucose = "O=C[C@H](O)[C@@H](O)[C@H](O)[C@H](O)CO"
     right = "InChI=1S/C6H12O6/c7-1-3(9)5(11)6(12)4(10)2-8/h1,3-6,8-12H,2H2/t3-,4+,5+,6+/m0/s1"
     epimers = ["InChI=1S/C6H12O6/c7-1-3(9)5(11)6(12)4(10)2-8/h1,3-6,8-12H,2H2/t3-,4-,5-,6-/m0/s1",

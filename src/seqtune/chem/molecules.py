@@ -169,15 +169,14 @@ def parse_formula(formula: str | None) -> tuple[Counter[str], int] | None:
 
 @lru_cache(maxsize=1)
 def _tautomers() -> rdMolStandardize.TautomerEnumerator:
-    # Only hydrogens moving between heteroatoms, as InChI's mobile hydrogens do (RDKit's own
-    # transforms, tautomerTransforms.in, less those that move a hydrogen on or off a carbon), and
-    # tetrahedral stereo kept. RDKit's default also shifts keto/enol, which carries an aldose's
-    # carbonyl down its chain and drops the stereo of every centre on the way: glucose and its
-    # epimers then read as one molecule, and verify: round_trip kept an epimer for glucose (a
-    # smiles2inchi test molecule). Of the task's 28,595 readable references, 28,240 read back to
-    # their input, against 28,242 with the default (two protonated phenols whose InChI puts the
-    # proton elsewhere). Double-bond stereo is still dropped: InChI leaves it out where hydrogens
-    # move (amidoximes).
+    # Only hydrogens moving between heteroatoms along alternating bonds, as InChI's mobile hydrogens
+    # do (inchi_tautomers.in, written for this), and tetrahedral stereo kept. RDKit's default
+    # transforms also shift keto/enol, which carries an aldose's carbonyl down its chain and drops
+    # the stereo of every centre on the way: glucose and its epimers then read as one molecule, and
+    # verify: round_trip kept an epimer for glucose (a smiles2inchi test molecule). Of the task's
+    # 28,595 readable references, 28,240 read back to their input, against 28,242 with the default
+    # (protonated phenols whose InChI puts the proton elsewhere). Double-bond stereo is still
+    # dropped: InChI leaves it out where hydrogens move (amidoximes).
     params = rdMolStandardize.CleanupParameters()
     params.tautomerTransformsFile = str(Path(__file__).with_name("inchi_tautomers.in"))
     params.tautomerRemoveSp3Stereo = False
