@@ -4,14 +4,17 @@ of its beams verified (the first search's top beam kept, as decode_rows keeps it
 
     .venv/bin/python scripts/retry_merge.py FIRST.jsonl [FIRST2.jsonl ...] --retry WIDE.jsonl [...] --out ROWS.jsonl
 
-Prints the merged scores with their 95 % intervals (seqtune.stats). Used for the thirty-fifth session's
-smiles2inchi figure (runs/lever/degree/out_part0*/ and runs/lever/retry/out_part0*/).
+Prints the merged scores, summed as scripts/prediction_intervals.py sums committed rows, with their 95 %
+intervals (seqtune.stats). Used for the thirty-fifth session's smiles2inchi figure on the first 200 and the
+thirty-sixth's on all 300 (runs/lever/degree/out_part0*/ and runs/lever/retry/out_part0*/).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+
+from prediction_intervals import summary as summed  # this folder's script: runs from scripts/ like it
 
 from seqtune.io import atomic_write_jsonl, read_jsonl
 from seqtune.stats import intervals
@@ -32,9 +35,7 @@ def main() -> None:
             rescued += 1
     atomic_write_jsonl(a.out, rows)
     n = len(rows)
-    summary = {"n": n, "exact_match": 100.0 * sum(bool(r["exact"]) for r in rows) / n,
-               "verified_pct": 100.0 * sum(bool(r["verified"]) for r in rows) / n,
-               "top_beam_exact_match": 100.0 * sum(r["top_beam"] == r["reference"] for r in rows) / n}
+    summary = {"n": n, **summed(rows), "top_beam_exact_match": 100.0 * sum(r["top_beam"] == r["reference"] for r in rows) / n}
     summary["ci95"] = intervals(summary, rows)
     print(json.dumps({"rescued": rescued, **summary}, indent=1))
 
