@@ -193,6 +193,19 @@ def test_round_trip_reads_candidates_back_and_never_the_input_forward():
     epimers = ["InChI=1S/C6H12O6/c7-1-3(9)5(11)6(12)4(10)2-8/h1,3-6,8-12H,2H2/t3-,4-,5-,6-/m0/s1",
                "InChI=1S/C6H12O6/c7-1-3(9)5(11)6(12)4(10)2-8/h1,3-6,8-12H,2H2/t3-,4+,5-,6-/m1/s1"]
     assert first_round_trip("smiles2inchi", [glucose, glucose], [[*epimers, right], epimers]) == [2, None]
+    # A charged molecule's InChI keeps its net charge, not where it sits: RDKit reads a benzoxazolium's
+    # back with the charge on O, a dithiocarbamate dianion's with its protons and charges moved (both
+    # test molecules, unverifiable before); the model's wrong beams for them still fail. A charged
+    # molecule's other molecules do not pass: lactate's enantiomer, its achiral form, pyruvate.
+    oxazolium, dianion, lactate = "CC[n+]1c(C)oc2ccccc21", "S=C([S-])NCCNCCNC(=S)[S-]", "C[C@H](O)C(=O)[O-]"
+    beams = [["InChI=1S/C10H13NO/c1-3-11-9(2)12-8-6-4-5-7-10(8)11/h4-7H,3H2,1-2H3/q+1",
+              "InChI=1S/C10H12NO/c1-3-11-8(2)12-10-7-5-4-6-9(10)11/h4-7H,3H2,1-2H3/q+1"],
+             ["InChI=1S/C6H12N3S4/c10-5(11)7-1-3-8-4-2-9-6(12)13/h1-4H2,(H2,7,11)(H,8,12)(H,9,13)/p-1",
+              "InChI=1S/C6H13N3S4/c10-5(11)8-3-1-7-2-4-9-6(12)13/h7H,1-4H2,(H2,8,10,11)(H2,9,12,13)/p-2"],
+             ["InChI=1S/C3H6O3/c1-2(4)3(5)6/h2,4H,1H3,(H,5,6)/p-1/t2-/m1/s1",
+              "InChI=1S/C3H6O3/c1-2(4)3(5)6/h2,4H,1H3,(H,5,6)/p-1", "InChI=1S/C3H4O3/c1-2(4)3(5)6/h1H3,(H,5,6)/p-1",
+              "InChI=1S/C3H6O3/c1-2(4)3(5)6/h2,4H,1H3,(H,5,6)/p-1/t2-/m0/s1"]]
+    assert first_round_trip("smiles2inchi", [oxazolium, dianion, lactate], beams) == [1, 1, 3]
     # No way back but through the answer: a formula names no molecule, a canonical SMILES read back
     # is the input's own canonical form.
     for task in ("smiles2formula", "randomsmiles2canonical"):
