@@ -97,6 +97,38 @@ def test_inputs_whose_beams_all_fail_are_searched_again_wider(monkeypatch):
     assert summary["exact_match"] == pytest.approx(200 / 3) and summary["verified_pct"] == pytest.approx(200 / 3)
 
 
+@pytest.mark.parametrize(("rounds", "searches", "last"), [
+    (2, [(["OCC", "NCC", "CC("], 2), (["NCC", "CC("], 4), (["CC("], 8)], "CC"),  # the second, wider, finds one
+    (3, [(["OCC", "NCC", "CC("], 2), (["NCC", "CC("], 4), (["CC("], 8)], "CC"),  # none left: no third search
+    (1, [(["OCC", "NCC", "CC("], 2), (["NCC", "CC("], 4)], "C("),
+])
+def test_retry_rounds_double_the_beams_for_the_inputs_still_without_a_pick(monkeypatch, rounds, searches, last):
+    pytest.importorskip("rdkit")
+    import seqtune.inference.decode as decode
+    from seqtune.errors import ConfigError
+    from seqtune.prompts import get_format
+
+    seen = []
+
+    def fake_generate(model, tok, prompts, num_beams, num_return, **kw):
+        seen.append((list(prompts), num_beams))
+        beams = {2: {"OCC": ["CCO", "C("], "NCC": ["C(", "C1CC("], "CC(": ["C(", "C1("]},
+                 4: {"NCC": ["C(", "CCN", "C1C", "C1("], "CC(": ["C(", "C1(", "C((", "C1CC("]},
+                 8: {"CC(": ["C(", "C1(", "C((", "C1CC(", "C)", "C1)", "CC", "C2("]}}[num_beams]
+        return [list(beams[x][:num_return]) for x in prompts]
+
+    monkeypatch.setattr(decode, "encode_prompt", lambda tok, fmt, x, instr: x)
+    monkeypatch.setattr(decode, "generate", fake_generate)
+    s = DecodeSettings(num_beams=2, verify="well_formed", retry_beams=4, retry_rounds=rounds)
+    _, rows = decode.decode_rows(None, None, get_format("plain"), "randomsmiles2canonical",
+                                 ["OCC", "NCC", "CC("], ["i"] * 3, ["CCO", "CCN", "CC"], s)
+    assert seen == searches
+    assert [r["prediction"] for r in rows] == ["CCO", "CCN", last]
+    assert [r["verified"] for r in rows] == [True, True, last == "CC"]
+    with pytest.raises(ConfigError, match="retry_rounds: must be >= 1, got 0"):
+        DecodeSettings(num_beams=2, verify="well_formed", retry_beams=4, retry_rounds=0)
+
+
 @pytest.mark.parametrize(("verify", "retry"), [("none", 8), ("well_formed", 2)])
 def test_a_retry_needs_a_check_and_a_wider_search(verify, retry):
     from seqtune.config import load_config

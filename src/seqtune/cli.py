@@ -20,10 +20,10 @@ commands:
   train CONFIG [key=value ...]   the same without scoring the base model first
   check CONFIG [key=value ...]   validate config, data, model and lengths; print the plan
   predict --model DIR --input FILE|- [--output FILE] [--beams N] [--verify opsin|round_trip|well_formed|vote --candidates K]
-          [--spellings S] [--rerank-model DIR] [--canonical] [--guide] [--retry-beams R]
+          [--spellings S] [--rerank-model DIR] [--canonical] [--guide] [--retry-beams R [--retry-rounds K]]
   evaluate --predictions FILE [--task TASK] [--output FILE]
   evaluate --model DIR [--holdout moses_scaffold nci_small] [--beams N] [--verify opsin|round_trip|well_formed|vote]
-           [--rerank-model DIR] [--canonical] [--guide] [--retry-beams R]
+           [--rerank-model DIR] [--canonical] [--guide] [--retry-beams R [--retry-rounds K]]
   export RUN_DIR --output DIR    copy a run's model folder (merged weights, tokenizer, format, card)
   serve MODEL_DIR [--port 8000]  web page + JSON API (POST /predict, /docs), batched across clients
   data chem --task smiles2iupac --source moses --n 10000 --out DIR
@@ -136,14 +136,17 @@ def cmd_predict(argv: list[str]) -> int:
                    "the input molecule's while searching")
     p.add_argument("--retry-beams", type=int, default=0, help="with --verify: decode the inputs none of whose beams "
                    "verify again with this many beams")
+    p.add_argument("--retry-rounds", type=int, default=1, help="with --retry-beams: this many retries, each twice "
+                   "as wide as the last")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-new-tokens", type=int, default=None, help="default: the model's generation_config.json")
     a = p.parse_args(argv)
-    _check_positive(a, "beams", "candidates", "spellings", "batch_size", "max_new_tokens")
+    _check_positive(a, "beams", "candidates", "spellings", "batch_size", "max_new_tokens", "retry_rounds")
     result = predict(a.model, a.input, a.output, num_beams=a.beams, candidates=a.candidates, verify=a.verify,
                      batch_size=a.batch_size, max_new_tokens=a.max_new_tokens, input_column=a.input_column,
                      output_column=a.output_column, spellings=a.spellings, rerank_model=a.rerank_model,
-                     canonical=a.canonical, guide=a.guide, retry_beams=a.retry_beams)
+                     canonical=a.canonical, guide=a.guide, retry_beams=a.retry_beams,
+                     retry_rounds=a.retry_rounds)
     print(json.dumps(result, indent=2), file=sys.stderr if not a.output else sys.stdout)
     return 0
 
@@ -172,15 +175,17 @@ def cmd_evaluate(argv: list[str]) -> int:
                    "the input molecule's while searching")
     p.add_argument("--retry-beams", type=int, default=0, help="with --verify: decode the inputs none of whose beams "
                    "verify again with this many beams")
+    p.add_argument("--retry-rounds", type=int, default=1, help="with --retry-beams: this many retries, each twice "
+                   "as wide as the last")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-new-tokens", type=int, default=128)
     a = p.parse_args(argv)
-    _check_positive(a, "beams", "candidates", "spellings", "batch_size", "max_new_tokens")
+    _check_positive(a, "beams", "candidates", "spellings", "batch_size", "max_new_tokens", "retry_rounds")
     if a.model:
         result = evaluate_model(a.model, a.holdout, a.output, a.checkpoint, num_beams=a.beams, candidates=a.candidates,
                                 verify=a.verify, batch_size=a.batch_size, max_new_tokens=a.max_new_tokens,
                                 spellings=a.spellings, rerank_model=a.rerank_model, canonical=a.canonical,
-                                guide=a.guide, retry_beams=a.retry_beams)
+                                guide=a.guide, retry_beams=a.retry_beams, retry_rounds=a.retry_rounds)
     else:
         result = evaluate_file(a.predictions, a.task, a.output)
     print(json.dumps(result, indent=2))

@@ -239,8 +239,10 @@ class GenerateConfig:
     # (chem.inchi_prefix).
     guide: bool = False
     # Inputs none of whose beams verify are decoded again with this many beams, checked the same way
-    # (0: never): the wider search is paid for only where the first found nothing.
+    # (0: never): the wider search is paid for only where the first found nothing. retry_rounds
+    # such searches, each twice as wide as the last, for the inputs still without a verified beam.
     retry_beams: int = 0
+    retry_rounds: int = 1
 
 
 @dataclass

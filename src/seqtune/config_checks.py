@@ -24,6 +24,7 @@ def _check_numbers(cfg: RunConfig) -> None:
         "generate.batch_size": g.batch_size, "generate.candidates": g.candidates, "generate.spellings": g.spellings,
         "data.max_length": d.max_length, "model.lora_r": m.lora_r, "model.lora_alpha": m.lora_alpha,
         "data.train_size": d.train_size, "data.val_size": d.val_size, "data.test_size": d.test_size,
+        "generate.retry_rounds": g.retry_rounds,
     }
     for key, v in positive.items():
         if v is not None and not v > 0:

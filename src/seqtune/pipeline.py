@@ -89,7 +89,8 @@ def predict_pairs(model: Any, tokenizer: Any, fmt: PromptFormat, instruction: st
     `seqtune predict` takes too: inference.decode)."""
     g = cfg.generate
     settings = DecodeSettings(g.num_beams, g.candidates, g.verify, g.max_new_tokens, g.batch_size, cfg.train.precision,
-                              g.spellings, g.rerank_model, g.canonical, g.guide, g.retry_beams)
+                              g.spellings, g.rerank_model, g.canonical, g.guide, g.retry_beams,
+                              g.retry_rounds)
     return decode_rows(model, tokenizer, fmt, task, [p.input for p in pairs],
                        [p.instruction or instruction for p in pairs], [p.output for p in pairs], settings, progress)
 

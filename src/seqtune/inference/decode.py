@@ -6,7 +6,7 @@ input, the first beam that round-trips to the input molecule (else the top beam)
 round_trip the first that a rules tool reads back to the input itself; verify: well_formed the
 first beam that is a well-formed output, judged without the input; verify: vote a well-formed
 spelling of the answer the beams agree on most (chem.verify). With retry_beams, the inputs none
-of whose beams verified are searched again, wider. Rows and
+of whose beams verified are searched again, wider (retry_rounds times, doubling the beams). Rows and
 scores then carry what verification added: per row `verified` and the plain `top_beam`; in
 the summary `verified_pct` and the top beam's scores as `top_beam_<score>`. Scored against
 references, the summary also holds `ci95`: each score's 95 % bootstrap interval (seqtune.stats).
@@ -38,8 +38,10 @@ class DecodeSettings:
     # Beams whose output so far cannot be the input molecule's are dropped during the search
     # (chem.tasks.prefix_checks), so their places go to beams that still can be.
     guide: bool = False
-    # Inputs none of whose beams verify are decoded again with this many beams (0: never).
+    # Inputs none of whose beams verify are decoded again with this many beams (0: never), in
+    # retry_rounds searches, each twice as wide as the last, for the inputs still without one.
     retry_beams: int = 0
+    retry_rounds: int = 1
 
     def __post_init__(self) -> None:
         from seqtune.errors import ConfigError
@@ -47,6 +49,8 @@ class DecodeSettings:
         if self.retry_beams and (not self.verifying or self.retry_beams <= self.beams):
             raise ConfigError(f"retry_beams: {self.retry_beams} needs verify (to know which inputs found nothing) "
                               f"and more beams than the first search's {self.beams}")
+        if self.retry_rounds < 1:
+            raise ConfigError(f"retry_rounds: must be >= 1, got {self.retry_rounds}")
         if self.spellings > 1 and not self.verifying:
             raise ConfigError(f"spellings: {self.spellings} needs verify (vote, opsin or well_formed) to choose "
                               "among the spellings' beams")
@@ -87,8 +91,12 @@ def decode_rows(model: Any, tokenizer: Any, fmt: PromptFormat, task: str, inputs
 
         reverse = load_reverse(s.rerank_model, str(next(model.parameters()).device))
     preds, tops, verified = _picks(model, tokenizer, fmt, task, inputs, instructions, s, reverse, progress)
-    if s.retry_beams and verified is not None and not all(verified):
-        _retry(model, tokenizer, fmt, task, inputs, instructions, s, reverse, progress, preds, verified)
+    if s.retry_beams and verified is not None:
+        for round_ in range(s.retry_rounds):  # each round twice as wide, for the inputs still without a pick
+            if all(verified):
+                break
+            _retry(model, tokenizer, fmt, task, inputs, instructions, s.retry_beams * 2**round_, s, reverse,
+                   progress, preds, verified)
     chosen = s.verifying or s.reranking  # the prediction may differ from the top beam
     summary: dict[str, Any] = {"n": len(inputs)}
     per: list[dict[str, Any]] = [{} for _ in inputs]
@@ -134,11 +142,11 @@ def _refuse(task: str, fmt: PromptFormat, s: DecodeSettings) -> None:
 
 
 def _retry(model: Any, tokenizer: Any, fmt: PromptFormat, task: str, inputs: list[str], instructions: list[str],
-           s: DecodeSettings, reverse: Any, progress: bool, preds: list[str], verified: list[bool]) -> None:
-    """The inputs none of whose beams verified, decoded again with `retry_beams` beams: where one of
+           beams: int, s: DecodeSettings, reverse: Any, progress: bool, preds: list[str], verified: list[bool]) -> None:
+    """The inputs none of whose beams verified, decoded again with `beams` beams: where one of
     those verifies, it replaces the prediction (in place); elsewhere the first search's pick stands."""
     again = [i for i, ok in enumerate(verified) if not ok]
-    wide = replace(s, num_beams=s.retry_beams, candidates=s.retry_beams, retry_beams=0)
+    wide = replace(s, num_beams=beams, candidates=beams, retry_beams=0, retry_rounds=1)
     found, _, checked = _picks(model, tokenizer, fmt, task, [inputs[i] for i in again],
                                [instructions[i] for i in again], wide, reverse, progress)
     assert checked is not None  # the retry is only asked for with verify (DecodeSettings)

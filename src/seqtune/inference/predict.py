@@ -88,7 +88,7 @@ def predict(model_dir: str, source: str, output: str | None, num_beams: int = 1,
             verify: str = "none", batch_size: int = 32, max_new_tokens: int | None = None,
             input_column: str | None = None, output_column: str = "output", precision: str = "auto",
             spellings: int = 1, rerank_model: str = "", canonical: bool = False, guide: bool = False,
-            retry_beams: int = 0) -> dict[str, Any]:
+            retry_beams: int = 0, retry_rounds: int = 1) -> dict[str, Any]:
     """Decode every input; write the input rows with prediction columns added (CSV/TSV/JSONL/Parquet
     by the output's suffix); score when references exist. `input_column` defaults to the
     training data's input column when the file has it, else "input"; `max_new_tokens` to the
@@ -105,7 +105,8 @@ def predict(model_dir: str, source: str, output: str | None, num_beams: int = 1,
     loaded = load_finetuned(model_dir)
     return decode_and_score(loaded, inputs, refs, output, num_beams, candidates, verify, batch_size,
                             max_new_tokens, precision, columns=columns, spellings=spellings,
-                            rerank_model=rerank_model, canonical=canonical, guide=guide, retry_beams=retry_beams)
+                            rerank_model=rerank_model, canonical=canonical, guide=guide, retry_beams=retry_beams,
+                            retry_rounds=retry_rounds)
 
 
 def decode_and_score(loaded: tuple[Any, Any, Any], inputs: list[str], refs: list[str] | None, output: str | None,
@@ -113,7 +114,7 @@ def decode_and_score(loaded: tuple[Any, Any, Any], inputs: list[str], refs: list
                      max_new_tokens: int = 128, precision: str = "auto",
                      columns: list[dict[str, Any]] | None = None, spellings: int = 1,
                      rerank_model: str = "", canonical: bool = False, guide: bool = False,
-                     retry_beams: int = 0) -> dict[str, Any]:
+                     retry_beams: int = 0, retry_rounds: int = 1) -> dict[str, Any]:
     """Decode `inputs` with a loaded (model, tokenizer, info); write rows (each input row's `columns`
     first, then the rows of decode_rows, the same as `seqtune run` writes); score against `refs`
     if given. Returns the summary."""
@@ -121,7 +122,7 @@ def decode_and_score(loaded: tuple[Any, Any, Any], inputs: list[str], refs: list
     if output and output != "-":
         check_writable_file(output)
     settings = DecodeSettings(num_beams, candidates, verify, max_new_tokens, batch_size, precision, spellings,
-                              rerank_model, canonical, guide, retry_beams)
+                              rerank_model, canonical, guide, retry_beams, retry_rounds)
     result, decoded = decode_rows(model, tok, info.format, info.task, inputs, [info.instruction] * len(inputs), refs,
                                   settings, progress=sys.stderr.isatty())
     rows = [{**(columns[i] if columns else {}), **row} for i, row in enumerate(decoded)]
