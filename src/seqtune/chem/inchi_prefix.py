@@ -3,7 +3,7 @@
 written another molecule give their place to beams that have not.
 
 What is held against the input molecule: the formula layer (its heavy atoms, and its hydrogens
-where the input has no charge or isotope), the layers a molecule without charge, isotopes or
+where the input has no isotope: a charged input's within the protons InChI may move), the layers a molecule without charge, isotopes or
 stereo can have, the bonds of the connection layer written so far as a pattern RDKit must find in
 the input's heavy-atom graph, and the hydrogens the /h layer puts on each atom. Each atom number's
 element and number of bonded heavy atoms come from the two rules InChI's numbering states about a
@@ -204,6 +204,13 @@ class _Input:
         # (/i): its hydrogens and later layers are then not judged.
         self.plain = not any(a.GetFormalCharge() or a.GetIsotope() or a.GetAtomicNum() == 1 for a in mol.GetAtoms())
         self.hydrogens = sum(a.GetTotalNumHs() for a in mol.GetAtoms())
+        # A charged input's formula layer counts the hydrogens of the form InChI made neutral (/p): at
+        # most one fewer per positive charge, one more per negative (all 2,473 charged one-component
+        # references of the task keep this); an uncharged input's, its own.
+        counted = not any(a.GetIsotope() or a.GetAtomicNum() == 1 for a in mol.GetAtoms())
+        positive = sum(max(a.GetFormalCharge(), 0) for a in mol.GetAtoms())
+        negative = sum(max(-a.GetFormalCharge(), 0) for a in mol.GetAtoms())
+        self.formula_hydrogens = range(self.hydrogens - positive, self.hydrogens + negative + 1) if counted else None
         stereo = (any(a.GetChiralTag() != Chem.ChiralType.CHI_UNSPECIFIED for a in mol.GetAtoms())
                   or any(b.GetStereo() != Chem.BondStereo.STEREONONE for b in mol.GetBonds()))
         self.layers = "ch" + ("btms" if stereo else "")
@@ -222,7 +229,7 @@ class _Input:
         atoms = formula_atoms(formula)
         if atoms is None:  # several components: their layers are not judged
             return True
-        if self.plain and _formula_hydrogens(formula) != self.hydrogens:
+        if self.formula_hydrogens is not None and _formula_hydrogens(formula) not in self.formula_hydrogens:
             return False
         if self.plain and not _in_order([layer[:1] for layer in layers[2:]], self.layers):
             return False
