@@ -98,10 +98,10 @@ def test_inputs_whose_beams_all_fail_are_searched_again_wider(monkeypatch):
 
 
 @pytest.mark.parametrize(("rounds", "searches", "last"), [
-    (2, [(["OCC", "NCC", "CC("], 2), (["NCC", "CC("], 4), (["CC("], 8)], "CC"),  # the second, wider, finds one
-    (3, [(["OCC", "NCC", "CC("], 2), (["NCC", "CC("], 4), (["CC("], 8)], "CC"),  # none left: no third search
-    (1, [(["OCC", "NCC", "CC("], 2), (["NCC", "CC("], 4)], "C("),
-])
+    (2, [(["OCC", "NCC", "CC("], 2, 32), (["NCC", "CC("], 4, 16), (["CC("], 8, 8)], "CC"),  # the second finds one
+    (3, [(["OCC", "NCC", "CC("], 2, 32), (["NCC", "CC("], 4, 16), (["CC("], 8, 8)], "CC"),  # none left: no third
+    (1, [(["OCC", "NCC", "CC("], 2, 32), (["NCC", "CC("], 4, 16)], "C("),
+])  # each search as many sequences per pass as the first (32 inputs x 2 beams)
 def test_retry_rounds_double_the_beams_for_the_inputs_still_without_a_pick(monkeypatch, rounds, searches, last):
     pytest.importorskip("rdkit")
     import seqtune.inference.decode as decode
@@ -111,7 +111,7 @@ def test_retry_rounds_double_the_beams_for_the_inputs_still_without_a_pick(monke
     seen = []
 
     def fake_generate(model, tok, prompts, num_beams, num_return, **kw):
-        seen.append((list(prompts), num_beams))
+        seen.append((list(prompts), num_beams, kw["batch_size"]))
         beams = {2: {"OCC": ["CCO", "C("], "NCC": ["C(", "C1CC("], "CC(": ["C(", "C1("]},
                  4: {"NCC": ["C(", "CCN", "C1C", "C1("], "CC(": ["C(", "C1(", "C((", "C1CC("]},
                  8: {"CC(": ["C(", "C1(", "C((", "C1CC(", "C)", "C1)", "CC", "C2("]}}[num_beams]
@@ -119,7 +119,7 @@ def test_retry_rounds_double_the_beams_for_the_inputs_still_without_a_pick(monke
 
     monkeypatch.setattr(decode, "encode_prompt", lambda tok, fmt, x, instr: x)
     monkeypatch.setattr(decode, "generate", fake_generate)
-    s = DecodeSettings(num_beams=2, verify="well_formed", retry_beams=4, retry_rounds=rounds)
+    s = DecodeSettings(num_beams=2, verify="well_formed", retry_beams=4, retry_rounds=rounds, batch_size=32)
     _, rows = decode.decode_rows(None, None, get_format("plain"), "randomsmiles2canonical",
                                  ["OCC", "NCC", "CC("], ["i"] * 3, ["CCO", "CCN", "CC"], s)
     assert seen == searches

@@ -144,9 +144,11 @@ def _refuse(task: str, fmt: PromptFormat, s: DecodeSettings) -> None:
 def _retry(model: Any, tokenizer: Any, fmt: PromptFormat, task: str, inputs: list[str], instructions: list[str],
            beams: int, s: DecodeSettings, reverse: Any, progress: bool, preds: list[str], verified: list[bool]) -> None:
     """The inputs none of whose beams verified, decoded again with `beams` beams: where one of
-    those verifies, it replaces the prediction (in place); elsewhere the first search's pick stands."""
+    those verifies, it replaces the prediction (in place); elsewhere the first search's pick stands.
+    Fewer inputs go together, so that a pass holds as many sequences as the first search's did."""
     again = [i for i, ok in enumerate(verified) if not ok]
-    wide = replace(s, num_beams=beams, candidates=beams, retry_beams=0, retry_rounds=1)
+    wide = replace(s, num_beams=beams, candidates=beams, retry_beams=0, retry_rounds=1,
+                   batch_size=max(1, s.batch_size * s.beams // beams))
     found, _, checked = _picks(model, tokenizer, fmt, task, [inputs[i] for i in again],
                                [instructions[i] for i in again], wide, reverse, progress)
     assert checked is not None  # the retry is only asked for with verify (DecodeSettings)
