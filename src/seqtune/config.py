@@ -239,9 +239,9 @@ class GenerateConfig:
     # (chem.inchi_prefix).
     guide: bool = False
     # Inputs none of whose beams verify are decoded again with this many beams, checked the same way
-    # (0: never): the wider search is paid for only where the first found nothing. retry_rounds
-    # such searches, each twice as wide as the last, for the inputs still without a verified beam.
+    # (0: never): the wider search is paid for only where the first found nothing.
     retry_beams: int = 0
+    # How many retries (retry_beams), each twice as wide as the last, for the inputs still without a verified beam.
     retry_rounds: int = 1
 
 
