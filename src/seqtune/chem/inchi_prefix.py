@@ -4,8 +4,8 @@ written another molecule give their place to beams that have not.
 
 What is held against the input molecule: the formula layer (its heavy atoms, and its hydrogens
 where the input has no isotope: a charged input's within the protons InChI may move), the layers
-a molecule without charge, isotopes or stereo can have, the bonds of the connection layer written so far as a pattern RDKit must find in
-the input's heavy-atom graph, and the hydrogens the /h layer puts on each atom. Each atom number's
+a molecule without charge, isotopes or stereo can have, the bonds of the connection layer written
+so far as a pattern RDKit must find in the input's heavy-atom graph, and the hydrogens the /h layer puts on each atom. Each atom number's
 element and number of bonded heavy atoms come from the two rules InChI's numbering states about a
 single atom: elements in the formula's order, and within an element fewer neighbours first (every
 one of the task's 28,396 one-component references keeps both). What is not: the refinement by
