@@ -2,16 +2,17 @@
 `generate.guide` runs on every beam while it is searched, so that beams which have already
 written another molecule give their place to beams that have not.
 
-What is held against the input molecule: the formula layer (its heavy atoms, and its hydrogens
-where the input has no isotope: a charged input's within the protons InChI may move), the layers
-a molecule without charge, isotopes or stereo can have, the bonds of the connection layer written
-so far as a pattern RDKit must find in the input's heavy-atom graph, and the hydrogens the /h layer puts on each atom. Each atom number's
-element and number of bonded heavy atoms come from the two rules InChI's numbering states about a
-single atom: elements in the formula's order, and within an element fewer neighbours first (every
-one of the task's 28,396 one-component references keeps both). What is not: the refinement by
-neighbours that makes the numbering canonical, which is the part the model has to learn; a start
-that passes may number the atoms wrongly, and `verify: round_trip` judges the finished InChI. The
-input's InChI is never computed. Written here: no library reads a partial InChI.
+What is held against the input molecule: the formula layer (its heavy atoms, and its hydrogens where
+the input has no isotope: a charged input's within the protons InChI may move), the layers a
+molecule without charge, isotopes or stereo can have, the bonds of the connection layer written so
+far as a pattern RDKit must find in the input's heavy-atom graph, and the hydrogens the /h layer
+puts on each atom. Each atom number's element and number of bonded heavy atoms come from the two
+rules InChI's numbering states about a single atom: elements in the formula's order, and within an
+element fewer neighbours first (every one of the task's 28,396 one-component references keeps both).
+What is not: the refinement by neighbours that makes the numbering canonical, which is the part the
+model has to learn; a start that passes may number the atoms wrongly, and `verify: round_trip`
+judges the finished InChI. The input's InChI is never computed. Written here: no library reads a
+partial InChI.
 """
 
 from __future__ import annotations
