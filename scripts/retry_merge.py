@@ -10,7 +10,7 @@ decoded again whole (another check or guide): they stand for those inputs, whate
 
 Prints the merged scores, summed as scripts/prediction_intervals.py sums committed rows, with their 95 %
 intervals (seqtune.stats). Used for the thirty-fifth session's smiles2inchi figure on the first 200 and the
-thirty-sixth's on all 300 (runs/lever/degree/out_part0*/ and runs/lever/retry/out_part0*/).
+thirty-sixth's and thirty-seventh's on all 300 (runs/lever/degree/, retry/, retry320/, charged/).
 """
 
 from __future__ import annotations
@@ -45,8 +45,7 @@ def main() -> None:
     n = len(rows)
     summary = {"n": n, **summed(rows), "top_beam_exact_match": 100.0 * sum(r["top_beam"] == r["reference"] for r in rows) / n}
     summary["ci95"] = intervals(summary, rows)
-    print(json.dumps({"rescued": rescued, "replaced": sum(x in again for x in (r["input"] for r in rows)), **summary},
-                     indent=1))
+    print(json.dumps({"rescued": rescued, "replaced": sum(r["input"] in again for r in rows), **summary}, indent=1))
 
 
 if __name__ == "__main__":
